@@ -1,0 +1,71 @@
+"""Arrow schemas of every table the pipeline stores (DESIGN.md, "Storage layout").
+
+Each stage module builds its output against these schemas, so the files under
+``<root>/<ds>/<stage>/`` have one shape whoever wrote them.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: Normalised rows of one source slice: ``<root>/<ds>/metadata/<partition>.parquet``.
+METADATA_SCHEMA = pa.schema(
+    [
+        pa.field("uid", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("original_width", pa.int64()),
+        pa.field("original_height", pa.int64()),
+        pa.field("face_bboxes", pa.list_(pa.list_(pa.float64()))),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_revision", pa.string()),
+        pa.field("source_row", pa.int64(), nullable=False),
+    ]
+)
+
+#: Values of the ``status`` column of the images table.
+STATUSES = ("ok", "failed", "opted_out", "hash_mismatch", "skipped")
+
+#: One row per metadata row, same order: ``<root>/<ds>/images/<partition>.parquet``.
+#: ``width``/``height`` describe the stored (resized) image, ``original_*`` the decoded one.
+IMAGES_SCHEMA = pa.schema(
+    [
+        pa.field("uid", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("http_status", pa.int32()),
+        pa.field("attempts", pa.int32()),
+        pa.field("sha256", pa.string()),
+        pa.field("sha256_ok", pa.bool_()),
+        pa.field("bytes", pa.int64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("original_width", pa.int32()),
+        pa.field("original_height", pa.int32()),
+        pa.field("image", pa.binary()),
+    ]
+)
+
+
+def embeddings_schema(dim: int, dtype: pa.DataType = pa.float32()) -> pa.Schema:
+    """Schema of ``<root>/<ds>/embeddings/<partition>.parquet``: one row per embedded image."""
+    return pa.schema(
+        [
+            pa.field("uid", pa.string(), nullable=False),
+            pa.field("url", pa.string()),
+            pa.field("embedding", pa.list_(pa.field("item", dtype, nullable=False), dim)),
+        ]
+    )
+
+
+#: ``<root>/<ds>/id_mapping/<n>.parquet``: faiss id ``i`` -> the row it stands for.
+ID_MAPPING_SCHEMA = pa.schema(
+    [
+        pa.field("i", pa.int64(), nullable=False),
+        pa.field("uid", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("text", pa.string()),
+    ]
+)
