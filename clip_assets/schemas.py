@@ -49,8 +49,12 @@ IMAGES_SCHEMA = pa.schema(
 )
 
 
-def embeddings_schema(dim: int, dtype: pa.DataType = pa.float32()) -> pa.Schema:
-    """Schema of ``<root>/<ds>/embeddings/<partition>.parquet``: one row per embedded image."""
+def embeddings_schema(dim: int, dtype: pa.DataType | None = None) -> pa.Schema:
+    """Schema of ``<root>/<ds>/embeddings/<partition>.parquet``: one row per embedded image.
+
+    ``dtype`` is float32 (the default) or float16.
+    """
+    dtype = dtype or pa.float32()
     return pa.schema(
         [
             pa.field("uid", pa.string(), nullable=False),

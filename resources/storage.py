@@ -1,0 +1,243 @@
+"""Where the pipeline's files live: a local folder or a ``gs://bucket/prefix``.
+
+Every asset reads and writes through a :class:`StorageResource` with paths relative to the
+root (``<ds>/images/<partition>.parquet``, DESIGN.md "Storage layout"), so asset code never
+knows which backend holds the bytes. Writes are atomic on both backends: a local write goes
+to a temporary file in the same folder and is renamed over the target; a GCS write is one
+object upload, which GCS publishes whole or not at all. Readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import ConfigurableResource
+from dagster_gcp import GCSResource
+from google.cloud import storage as gcs
+from pydantic import Field, PrivateAttr
+
+
+def _check_relative(path: str) -> str:
+    """Refuses absolute paths and ``..`` so nothing is written outside the root."""
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise ValueError(f"storage paths are relative to the root, without '..': {path!r}")
+    return pure.as_posix()
+
+
+class StorageResource(ConfigurableResource, ABC):
+    """Reads and writes the pipeline's files below one root.
+
+    Reads: files previously written below the root. Writes: files below the root, atomically.
+    Guarantees: a path either holds a complete file or nothing; ``list`` returns sorted
+    relative paths, so partition files come back in partition order.
+    """
+
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Stores ``data`` at ``path``, replacing any earlier file atomically."""
+
+    @abstractmethod
+    def read_bytes(self, path: str) -> bytes:
+        """Returns the whole file at ``path``; FileNotFoundError when there is none."""
+
+    @abstractmethod
+    def upload_file(self, local: Path, path: str) -> None:
+        """Copies the local file to ``path`` atomically."""
+
+    @abstractmethod
+    def download_file(self, path: str, local: Path) -> None:
+        """Copies the file at ``path`` to the local file ``local``."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool:
+        """Whether a file is stored at ``path``."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Sorted relative paths of the files below the folder ``prefix``."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Removes the file at ``path`` if there is one."""
+
+    @abstractmethod
+    def uri(self, path: str) -> str:
+        """A location a person can paste: an absolute local path or a ``gs://`` URL."""
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        """Writes ``table`` as one parquet file at ``path`` (zstd), atomically."""
+        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
+            local = Path(tmp) / "table.parquet"
+            pq.write_table(table, local, compression="zstd")
+            self.upload_file(local, path)
+
+    def read_table(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """Reads the parquet file at ``path`` (only ``columns`` when given)."""
+        return pq.read_table(io.BytesIO(self.read_bytes(path)), columns=columns)
+
+    @contextmanager
+    def local_file(self, path: str) -> Iterator[Path]:
+        """Yields a local path holding the file at ``path`` for the duration of the block."""
+        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
+            local = Path(tmp) / PurePosixPath(path).name
+            self.download_file(path, local)
+            yield local
+
+    @contextmanager
+    def local_dir(self, prefix: str) -> Iterator[Path]:
+        """Yields a local folder holding every file below ``prefix``, same relative layout."""
+        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
+            base = PurePosixPath(_check_relative(prefix))
+            for path in self.list(prefix):
+                local = Path(tmp) / PurePosixPath(path).relative_to(base)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                self.download_file(path, local)
+            yield Path(tmp)
+
+
+class LocalStorage(StorageResource):
+    """Files below a local folder (the default root is ``./data``)."""
+
+    root: str = Field(default="data", description="Local folder that holds every dataset.")
+
+    def _path(self, path: str) -> Path:
+        return Path(self.root).expanduser().resolve() / _check_relative(path)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._path(path).read_bytes()
+
+    def upload_file(self, local: Path, path: str) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def download_file(self, path: str, local: Path) -> None:
+        shutil.copyfile(self._path(path), local)
+
+    def exists(self, path: str) -> bool:
+        return self._path(path).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return []
+        root = Path(self.root).expanduser().resolve()
+        return sorted(
+            p.relative_to(root).as_posix()
+            for p in folder.rglob("*")
+            # Temporary files of writes in flight are not files of the store yet.
+            if p.is_file() and not p.name.endswith(".tmp")
+        )
+
+    def delete(self, path: str) -> None:
+        self._path(path).unlink(missing_ok=True)
+
+    def uri(self, path: str) -> str:
+        return str(self._path(path))
+
+    @contextmanager
+    def local_file(self, path: str) -> Iterator[Path]:
+        """The stored file itself: no copy is needed for a local root."""
+        yield self._path(path)
+
+    @contextmanager
+    def local_dir(self, prefix: str) -> Iterator[Path]:
+        """The stored folder itself: no copy is needed for a local root."""
+        yield self._path(prefix)
+
+
+class GCSStorage(StorageResource):
+    """Objects below ``gs://<bucket>/<prefix>``, through dagster-gcp's GCS client.
+
+    Credentials come from the environment (Application Default Credentials); with
+    ``STORAGE_EMULATOR_HOST`` set the client talks to that emulator anonymously.
+    """
+
+    bucket: str = Field(description="GCS bucket name.")
+    prefix: str = Field(default="", description="Object prefix below which datasets live.")
+    project: str | None = Field(default=None, description="GCP project of the client.")
+
+    _client: gcs.Client | None = PrivateAttr(default=None)
+
+    def _bucket(self) -> gcs.Bucket:
+        if self._client is None:
+            self._client = GCSResource(project=self.project).get_client()
+        return self._client.bucket(self.bucket)
+
+    def _name(self, path: str) -> str:
+        rel = _check_relative(path)
+        return f"{self.prefix.strip('/')}/{rel}" if self.prefix.strip("/") else rel
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self._bucket().blob(self._name(path)).upload_from_string(data)
+
+    def read_bytes(self, path: str) -> bytes:
+        blob = self._bucket().blob(self._name(path))
+        try:
+            return blob.download_as_bytes()
+        except Exception as error:  # google.api_core NotFound, normalised for callers
+            if getattr(error, "code", None) == 404:
+                raise FileNotFoundError(self.uri(path)) from error
+            raise
+
+    def upload_file(self, local: Path, path: str) -> None:
+        self._bucket().blob(self._name(path)).upload_from_filename(str(local))
+
+    def download_file(self, path: str, local: Path) -> None:
+        self._bucket().blob(self._name(path)).download_to_filename(str(local))
+
+    def exists(self, path: str) -> bool:
+        return self._bucket().blob(self._name(path)).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        root = self._name(prefix).rstrip("/") + "/"
+        base = self.prefix.strip("/")
+        strip = len(base) + 1 if base else 0
+        return sorted(blob.name[strip:] for blob in self._bucket().list_blobs(prefix=root))
+
+    def delete(self, path: str) -> None:
+        blob = self._bucket().blob(self._name(path))
+        if blob.exists():
+            blob.delete()
+
+    def uri(self, path: str) -> str:
+        return f"gs://{self.bucket}/{self._name(path)}"
+
+
+def storage_for_root(root: str) -> StorageResource:
+    """The storage resource for a root given as a local folder or ``gs://bucket/prefix``."""
+    if root.startswith("gs://"):
+        bucket, _, prefix = root.removeprefix("gs://").partition("/")
+        if not bucket:
+            raise ValueError(f"a gs:// root names a bucket: {root!r}")
+        return GCSStorage(bucket=bucket, prefix=prefix)
+    return LocalStorage(root=root)
