@@ -1,0 +1,100 @@
+"""Fetch a query image from a URL: size-capped, every redirect hop checked.
+
+A search service that fetches any URL it is given can be turned against the network it runs in
+(server-side request forgery). Each hop goes through the downloader's own checks
+(``clip_assets.download.safety``): http(s) only, and a host that resolves to public addresses
+unless private ones are allowed (tests, a local demo). Connections go through the downloader's
+``GuardedBackend``, so the address connected to is the address checked (no DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urljoin
+
+import httpcore
+
+from clip_assets.download.safety import GuardedBackend, Resolver, Target, parse_url
+from clip_assets.download.settings import DownloadSettings
+
+#: Default cap on a fetched query image.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_REDIRECTS = 5
+
+_REDIRECTS = {301, 302, 303, 307, 308}
+_HEADERS = [(b"User-Agent", b"clip-assets-search"), (b"Accept", b"image/*")]
+_NETWORK_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+)
+
+
+class FetchError(ValueError):
+    """The URL could not be fetched as a query image; the message says why."""
+
+
+async def fetch_image_async(
+    url: str,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    timeout_s: float = 10.0,
+    allow_private: bool = False,
+) -> bytes:
+    """The body of ``url``; raises ``FetchError`` for refused, failing or oversize fetches."""
+    resolver = Resolver(DownloadSettings(allow_private_addresses=allow_private))
+    timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)}
+    async with httpcore.AsyncConnectionPool(network_backend=GuardedBackend(resolver)) as pool:
+        for _ in range(MAX_REDIRECTS + 1):
+            target = await _checked(resolver, url)
+            try:
+                async with pool.stream(
+                    "GET", str(target.url), headers=_HEADERS, extensions=timeouts
+                ) as response:
+                    location = _header(response, b"location")
+                    if response.status in _REDIRECTS and location:
+                        url = urljoin(str(target.url), location)
+                        continue
+                    if response.status != 200:
+                        raise FetchError(f"{url} answered HTTP {response.status}")
+                    return await _read_capped(response, max_bytes, url)
+            except _NETWORK_ERRORS as error:
+                raise FetchError(
+                    f"fetching {url} failed: {error or type(error).__name__}"
+                ) from error
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
+
+
+def fetch_image(url: str, **kwargs: float | int | bool) -> bytes:
+    """``fetch_image_async`` for synchronous callers (the CLI, the Python API)."""
+    return asyncio.run(fetch_image_async(url, **kwargs))  # type: ignore[arg-type]
+
+
+async def _checked(resolver: Resolver, url: str) -> Target:
+    target = parse_url(url)
+    if isinstance(target, str):
+        raise FetchError(f"refused to fetch {url!r}: {target}")
+    _, reason = await resolver.pin(target)
+    if reason is not None:
+        raise FetchError(f"refused to fetch {url}: {reason}")
+    return target
+
+
+def _header(response: httpcore.Response, name: bytes) -> str:
+    for key, value in response.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+async def _read_capped(response: httpcore.Response, max_bytes: int, url: str) -> bytes:
+    declared = _header(response, b"content-length")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"{url} is {declared} bytes, over the {max_bytes}-byte limit")
+    body = bytearray()
+    async for chunk in response.aiter_stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FetchError(f"{url} is over the {max_bytes}-byte limit")
+    return bytes(body)
