@@ -1,0 +1,11 @@
+"""The embeddings stage as plain Python: load a CLIP model once, embed images and prompts.
+
+``ClipEncoder.load(ModelSpec(...))`` loads a model (``load_count()`` counts loads);
+``embed_images(images_table, encoder)`` turns an images partition into its embeddings table.
+"""
+
+from clip_assets.embed.encoder import ClipEncoder
+from clip_assets.embed.model import ModelSpec, WeightsError, load_count
+from clip_assets.embed.stage import embed_images
+
+__all__ = ["ClipEncoder", "ModelSpec", "WeightsError", "embed_images", "load_count"]

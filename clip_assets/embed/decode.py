@@ -1,0 +1,76 @@
+"""Encoded image bytes -> uint8 RGB tensors (C, H, W), on the CPU or batched on a GPU.
+
+Reads: JPEG, PNG, GIF and WebP bytes (anything else Pillow opens, through Pillow).
+Guarantees: every output is uint8, 3 channels, pixel-identical in layout to what
+``PIL.Image.open(...).convert("RGB")`` gives (same libjpeg-turbo decoder on the CPU; EXIF
+orientation is ignored by both, as open_clip's own preprocessing ignores it).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that no decoder could read; ``index`` is their position in the batch."""
+
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(f"image {index} could not be decoded: {cause}")
+        self.index = index
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image as a uint8 (3, H, W) tensor after ``convert("RGB")``."""
+    array = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def decode_cpu(data: bytes) -> torch.Tensor:
+    """Decode one image on the CPU; Pillow takes what torchvision cannot (or returns 16-bit)."""
+    try:
+        pixels = decode_image(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
+        )
+        if pixels.dtype == torch.uint8 and pixels.shape[0] == 3:
+            return pixels
+    except (RuntimeError, ValueError):
+        pass
+    with Image.open(io.BytesIO(data)) as image:
+        return pil_to_tensor(image)
+
+
+def decode_batch(images: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
+    """Decode a batch to uint8 (3, H, W) tensors on ``device``.
+
+    On a GPU, JPEGs decode together in one nvjpeg call; the rest, and a batch nvjpeg
+    rejects, decode on the CPU and are copied over. Raises ``ImageDecodeError``.
+    """
+    decoded: list[torch.Tensor | None] = [None] * len(images)
+    if device.type == "cuda":
+        jpegs = [i for i, data in enumerate(images) if data[:3] == _JPEG_MAGIC]
+        if jpegs:
+            try:
+                on_gpu = decode_jpeg(
+                    [torch.frombuffer(bytearray(images[i]), dtype=torch.uint8) for i in jpegs],
+                    mode=ImageReadMode.RGB,
+                    device=device,
+                )
+                for i, pixels in zip(jpegs, on_gpu, strict=True):
+                    decoded[i] = pixels
+            except RuntimeError:
+                pass  # a corrupt or unsupported JPEG fails the whole call; the CPU retries each
+    for i, data in enumerate(images):
+        if decoded[i] is None:
+            try:
+                decoded[i] = decode_cpu(data).to(device)
+            except Exception as err:
+                raise ImageDecodeError(i, err) from err
+    return decoded  # type: ignore[return-value]

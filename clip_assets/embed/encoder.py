@@ -1,0 +1,121 @@
+"""``ClipEncoder``: one loaded CLIP model that embeds image bytes, PIL images and texts.
+
+Reads: encoded images (JPEG, PNG, WebP, ...) or prompts.
+Writes: (N, dim) float32 numpy arrays, each row L2-normalised, in input order.
+Guarantees: worker threads decode and resize the next batches while the model runs the
+current one (on a GPU, JPEGs decode on the device with nvjpeg and CPU-decoded batches travel
+from pinned memory); per image, only decoding runs in Python, never resizing or normalising;
+inference runs under ``torch.inference_mode`` and the spec's precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from clip_assets.embed.decode import decode_batch, pil_to_tensor
+from clip_assets.embed.model import LoadedModel, ModelSpec, autocast_dtype, load_model
+from clip_assets.embed.prefetch import prefetch
+from clip_assets.embed.preprocess import Preprocessing
+
+T = TypeVar("T")
+
+
+class ClipEncoder:
+    """A CLIP model ready to embed; build it with ``ClipEncoder.load(spec)``."""
+
+    def __init__(self, loaded: LoadedModel, spec: ModelSpec) -> None:
+        self._loaded = loaded
+        self._spec = spec
+        self._model = loaded.model
+        self._torch_device = loaded.device
+        self._preprocessing = Preprocessing.from_open_clip(loaded.preprocess_cfg)
+        self._autocast_dtype = autocast_dtype(loaded.precision)
+        self.dim: int = int(self._model.visual.output_dim)
+        self.device: str = str(loaded.device)
+        self.identity: dict = {
+            "model": spec.model_name,
+            "pretrained": spec.pretrained,
+            "weights_file": str(loaded.weights_path) if loaded.weights_path else None,
+            "weights_sha256": loaded.weights_sha256,
+            "precision": loaded.precision,
+            "device": self.device,
+            "dim": self.dim,
+            "preprocessing": self._preprocessing.describe(),
+            "open_clip_version": open_clip.__version__,
+        }
+
+    @classmethod
+    def load(cls, spec: ModelSpec | None = None) -> ClipEncoder:
+        """Load the spec's model (default ``ModelSpec()``); errors name the weights path."""
+        spec = spec or ModelSpec()
+        return cls(load_model(spec), spec)
+
+    def encode_images(self, images: Sequence[bytes]) -> np.ndarray:
+        """Encoded image bytes -> (N, dim) float32, L2-normalised; raises ImageDecodeError."""
+        return self._encode_pixel_batches(self._prepare_bytes, images)
+
+    def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images (any mode, converted to RGB) -> (N, dim) float32, L2-normalised."""
+        return self._encode_pixel_batches(self._prepare_pil, images)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Prompts -> (N, dim) float32, L2-normalised, tokenised as the model was trained."""
+        out = []
+        with torch.inference_mode():
+            for chunk in _chunks(texts, self._spec.batch_size):
+                tokens = self._loaded.tokenizer(list(chunk)).to(self._torch_device)
+                with self._autocast():
+                    features = self._model.encode_text(tokens)
+                out.append(F.normalize(features.float(), dim=-1))
+        return self._to_numpy(out)
+
+    def _encode_pixel_batches(
+        self, prepare: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T]
+    ) -> np.ndarray:
+        out = []
+        batches = prefetch(prepare, _chunks(items, self._spec.batch_size), self._spec.num_workers)
+        with torch.inference_mode():
+            for pixels in batches:
+                x = self._preprocessing.normalize(pixels.to(self._torch_device, non_blocking=True))
+                with self._autocast():
+                    features = self._model.encode_image(x)
+                out.append(F.normalize(features.float(), dim=-1))
+        return self._to_numpy(out)
+
+    def _prepare_bytes(self, chunk: Sequence[bytes]) -> torch.Tensor:
+        # Runs in a prefetch thread. GPU work here is queued on the same (default) stream as
+        # the model, so ordering is guaranteed without cross-stream synchronisation.
+        decoded = decode_batch(chunk, self._torch_device)
+        return self._pin(self._preprocessing.resize_batch(decoded))
+
+    def _prepare_pil(self, chunk: Sequence[Image.Image]) -> torch.Tensor:
+        return self._pin(self._preprocessing.resize_batch([pil_to_tensor(i) for i in chunk]))
+
+    def _pin(self, pixels: torch.Tensor) -> torch.Tensor:
+        # Pinned host memory lets the copy to the GPU run asynchronously (non_blocking above).
+        if self._torch_device.type == "cuda" and pixels.device.type == "cpu":
+            return pixels.pin_memory()
+        return pixels
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._torch_device.type, dtype=self._autocast_dtype)
+
+    def _to_numpy(self, parts: list[torch.Tensor]) -> np.ndarray:
+        if not parts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

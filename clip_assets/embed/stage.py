@@ -1,0 +1,43 @@
+"""The embeddings stage: an images table in, an embeddings table out.
+
+Reads: a table with ``IMAGES_SCHEMA`` (one partition of ``<root>/<ds>/images``).
+Writes: nothing; returns a table with ``embeddings_schema(encoder.dim, float32|float16)``.
+Guarantees: exactly the rows with ``status == "ok"`` and a non-null image are embedded, in row
+order; every embedding is L2-normalised (float16 rounds each component, so norms are 1 to
+within about 1e-3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clip_assets.embed.decode import ImageDecodeError
+from clip_assets.embed.encoder import ClipEncoder
+from clip_assets.schemas import embeddings_schema
+
+DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
+
+
+def embed_images(images: pa.Table, encoder: ClipEncoder, *, dtype: str = "float32") -> pa.Table:
+    """Embed the ``ok`` rows of ``images``; ``dtype`` is "float32" (default) or "float16".
+
+    Raises ``ValueError`` naming the row's uid when an ``ok`` row's image cannot be decoded:
+    the images stage promises decodable bytes, so that is a bug to surface, not a row to drop.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    np_dtype, pa_dtype = DTYPES[dtype]
+    ok = images.filter(pc.and_(pc.equal(images["status"], "ok"), pc.is_valid(images["image"])))
+    try:
+        vectors = encoder.encode_images(ok["image"].to_pylist())
+    except ImageDecodeError as err:
+        uid = ok["uid"][err.index].as_py()
+        raise ValueError(f"row uid={uid} has status ok but its image does not decode") from err
+    flat = pa.array(vectors.astype(np_dtype).reshape(-1), type=pa_dtype)
+    schema = embeddings_schema(encoder.dim, pa_dtype)
+    embedding = pa.FixedSizeListArray.from_arrays(flat, type=schema.field("embedding").type)
+    return pa.Table.from_arrays(
+        [ok["uid"].combine_chunks(), ok["url"].combine_chunks(), embedding], schema=schema
+    )
