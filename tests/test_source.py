@@ -1,0 +1,117 @@
+"""Source listing, slicing into partition keys, and reading a slice as normalised metadata."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clip_assets.offline.datacomp import SampleRow, datacomp_uid, write_datacomp_shard
+from clip_assets.registry import DatasetSpec, find_dataset, load_registry
+from clip_assets.schemas import METADATA_SCHEMA
+from clip_assets.source.discover import discover_slices
+from clip_assets.source.files import list_source_files
+from clip_assets.source.reader import read_slice
+from clip_assets.source.slices import (
+    manifest_from_json,
+    manifest_to_json,
+    partition_key,
+)
+
+
+def _rows(n: int, offset: int = 0) -> list[SampleRow]:
+    return [
+        SampleRow(url=f"http://127.0.0.1:1/{i}.jpg", text=f"caption {i}", sha256="AB" * 32)
+        for i in range(offset, offset + n)
+    ]
+
+
+def test_partition_keys_are_safe_stable_and_sorted() -> None:
+    hex_stem = "0123456789abcdef0123456789abcdef"
+    assert partition_key(f"{hex_stem}.parquet", 3) == "0123456789ab-0003"
+    assert partition_key("part_1/" + hex_stem + ".parquet", 0) == "part_1.0123456789ab-0000"
+    assert partition_key("weird name (1).parquet", 12) == "weird_name__1_-0012"
+    keys = [partition_key(f"shard_{i:05d}.parquet", s) for i in range(3) for s in range(11)]
+    assert keys == sorted(keys)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", key) for key in keys)
+
+
+def test_discovery_slices_new_files_and_nothing_when_unchanged(tmp_path: Path) -> None:
+    write_datacomp_shard(tmp_path, _rows(25))
+    spec = DatasetSpec(name="local", source=str(tmp_path), rows_per_partition=10)
+    first = discover_slices(spec, {})
+    assert len(first.added) == 3 and not first.changed
+    assert [first.manifest[k].rows for k in first.added] == [10, 10, 5]
+    again = discover_slices(spec, manifest_from_json(manifest_to_json(first.manifest)))
+    assert again.added == again.changed == again.removed == []
+
+    write_datacomp_shard(tmp_path, _rows(4, offset=100))
+    third = discover_slices(spec, first.manifest)
+    assert len(third.added) == 1 and not third.changed
+    assert len(third.manifest) == 4
+
+
+def test_read_slice_normalises_and_records_lineage(tmp_path: Path) -> None:
+    path = write_datacomp_shard(tmp_path, _rows(25), row_group_size=4)
+    spec = DatasetSpec(name="local", source=str(tmp_path), rows_per_partition=10)
+    found = discover_slices(spec, {})
+    piece = found.manifest[found.added[1]]
+    table = read_slice(spec, piece, path)
+    assert table.schema == METADATA_SCHEMA
+    assert table.column("source_row").to_pylist() == list(range(10, 20))
+    assert table.column("text").to_pylist() == [f"caption {i}" for i in range(10, 20)]
+    assert table.column("sha256").to_pylist()[0] == "ab" * 32
+    assert table.column("uid").to_pylist()[0] == datacomp_uid(
+        "caption 10", "http://127.0.0.1:1/10.jpg"
+    )
+    assert set(table.column("source_file").to_pylist()) == {path.name}
+
+
+def test_custom_columns_and_derived_uid(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table({"URL": ["http://a/x.jpg", None], "TEXT": ["x", "y"]}),
+        tmp_path / "laion.parquet",
+    )
+    spec = DatasetSpec(
+        name="laion",
+        source=str(tmp_path),
+        url_column="URL",
+        caption_column="TEXT",
+        uid_column=None,
+        sha256_column=None,
+    )
+    [file] = list_source_files(spec)
+    piece = discover_slices(spec, {}).manifest["laion-0000"]
+    table = read_slice(spec, piece, tmp_path / file.path)
+    assert table.column("uid").to_pylist() == [
+        datacomp_uid("x", "http://a/x.jpg"),
+        datacomp_uid("y", None),
+    ]
+    assert table.column("sha256").null_count == 2
+
+
+def test_missing_url_column_is_a_clear_error(tmp_path: Path) -> None:
+    write_datacomp_shard(tmp_path, _rows(3))
+    spec = DatasetSpec(name="x", source=str(tmp_path), url_column="URL")
+    piece = next(iter(discover_slices(spec, {}).manifest.values()))
+    with pytest.raises(KeyError, match="no url column 'URL'"):
+        read_slice(spec, piece, tmp_path / piece.file)
+
+
+def test_registry_has_datacomp_and_reads_a_file(tmp_path: Path) -> None:
+    registry = tmp_path / "datasets.yaml"
+    registry.write_text(
+        "datasets:\n  - name: mine\n    source: /srv/data\n    url_column: URL\n"
+        "    allowed_hosts: [127.0.0.1]\n"
+    )
+    specs = {s.name: s for s in load_registry(registry)}
+    assert specs["datacomp_small"].hub_repo == "mlfoundations/datacomp_small"
+    assert specs["mine"].allowed_hosts == ("127.0.0.1",)
+    with pytest.raises(KeyError, match="registered"):
+        find_dataset("nope", registry)
+    registry.write_text("datasets:\n  - name: bad\n    source: x\n    colour: red\n")
+    with pytest.raises(ValueError, match="colour"):
+        load_registry(registry)

@@ -1,0 +1,78 @@
+"""The storage resource on a local folder and on a GCS emulator: same behaviour, atomic writes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from gcp_storage_emulator.server import create_server
+
+from resources.storage import GCSStorage, LocalStorage, StorageResource, storage_for_root
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator() -> Iterator[str]:
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="clip-bucket")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def storage(request, tmp_path: Path, monkeypatch) -> StorageResource:
+    if request.param == "local":
+        return LocalStorage(root=str(tmp_path / "root"))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("gcs_emulator"))
+    return storage_for_root(f"gs://clip-bucket/runs/{tmp_path.name}")
+
+
+def test_round_trip_list_and_delete(storage: StorageResource) -> None:
+    table = pa.table({"uid": ["a", "b"], "x": [1, 2]})
+    storage.write_table("ds/images/b-0001.parquet", table)
+    storage.write_table("ds/images/a-0000.parquet", table)
+    storage.write_bytes("ds/index/index_infos.json", b"{}")
+
+    assert storage.read_table("ds/images/a-0000.parquet").equals(table)
+    assert storage.read_table("ds/images/a-0000.parquet", columns=["uid"]).column_names == ["uid"]
+    assert storage.list("ds/images") == ["ds/images/a-0000.parquet", "ds/images/b-0001.parquet"]
+    assert storage.exists("ds/index/index_infos.json")
+    with storage.local_dir("ds/images") as folder:
+        assert sorted(p.name for p in folder.iterdir()) == ["a-0000.parquet", "b-0001.parquet"]
+    storage.delete("ds/images/a-0000.parquet")
+    assert not storage.exists("ds/images/a-0000.parquet")
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("ds/images/a-0000.parquet")
+
+
+def test_paths_cannot_escape_the_root(storage: StorageResource) -> None:
+    for bad in ("../outside", "/etc/passwd", "ds/../../x"):
+        with pytest.raises(ValueError, match="relative"):
+            storage.write_bytes(bad, b"x")
+
+
+def test_gcs_root_is_parsed() -> None:
+    storage = storage_for_root("gs://bucket/some/prefix")
+    assert isinstance(storage, GCSStorage)
+    assert storage.uri("ds/x.parquet") == "gs://bucket/some/prefix/ds/x.parquet"
+
+
+def test_failed_local_write_leaves_no_file(tmp_path: Path) -> None:
+    storage = LocalStorage(root=str(tmp_path))
+
+    storage.write_bytes("ds/a.bin", b"old")
+    with pytest.raises(TypeError):
+        storage.write_bytes("ds/a.bin", object())  # type: ignore[arg-type]
+    assert storage.read_bytes("ds/a.bin") == b"old"
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["a.bin"]
