@@ -1,0 +1,197 @@
+"""Fetching image bytes over HTTP: limits, time limits, redirects, retries, size cap.
+
+``Fetcher`` serves one event loop. It reads ``DownloadSettings`` and writes nothing; ``fetch``
+never raises for a bad URL or a bad server, it returns a ``Fetched`` whose ``reason`` says why
+(vocabulary in ``reasons``). Guarantees: at most ``concurrency`` requests in flight and
+``per_host_concurrency`` per host; every connection goes to an address ``safety`` approved,
+after every redirect too; one HTTP request never outlives ``total_timeout_s`` however slowly
+the server drips; a body is never buffered past ``max_body_bytes``; only transient failures
+are retried, ``retries`` times, with jittered exponential backoff or the server's Retry-After.
+
+Why several small clients: httpx's connection pool does work proportional to its size on every
+request, so one client with 64 connections spent ~3 ms of CPU per request against a loopback
+server while 8 clients of 8 connections spent ~1 ms (measured on the 2-core dev machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import anyio
+import httpx
+
+from clip_assets.download import reasons
+from clip_assets.download.robots import opt_out_directive
+from clip_assets.download.safety import GuardedBackend, RefusedAddress, Resolver, Target, parse_url
+from clip_assets.download.settings import DownloadSettings
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class Fetched:
+    """Outcome of one URL: ``body`` when it succeeded, else ``reason``."""
+
+    body: bytes | None = None
+    reason: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    opted_out: str | None = None  # the X-Robots-Tag directive that applied
+    retry_after_s: float | None = None
+    location: str | None = None  # set only between redirect hops
+
+
+class Fetcher:
+    """``async with Fetcher(settings, concurrency, per_host) as f: await f.fetch(url)``."""
+
+    def __init__(self, settings: DownloadSettings, concurrency: int, per_host: int) -> None:
+        self._settings = settings
+        self._global = asyncio.Semaphore(concurrency)
+        self._per_host = per_host
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._resolver = Resolver(settings)
+        n_clients = math.ceil(concurrency / settings.connections_per_client)
+        size = math.ceil(concurrency / n_clients)
+        self._clients = [self._client(size) for _ in range(n_clients)]
+        self._busy = [0] * n_clients
+
+    def _client(self, size: int) -> httpx.AsyncClient:
+        s = self._settings
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            trust_env=False,
+        )
+        # httpx offers no public hook for the connect step; the pool's backend is the one
+        # place every TCP connection passes through, redirects and retries included.
+        transport._pool._network_backend = GuardedBackend(self._resolver)
+        return httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=s.connect_timeout_s,
+                read=s.read_timeout_s,
+                write=s.read_timeout_s,
+                pool=None,
+            ),
+            headers={"User-Agent": s.user_agent, "Accept": "image/*,*/*;q=0.8"},
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+    async def fetch(self, url: str | None) -> Fetched:
+        """Downloads ``url`` with retries; the result's ``attempts`` counts tries made."""
+        target = parse_url(url)
+        if isinstance(target, str):
+            return Fetched(reason=target)
+        s = self._settings
+        for attempt in range(s.retries + 1):
+            result = await self._attempt(target)
+            result.attempts = attempt + 1
+            if not reasons.is_transient(result.reason) or attempt == s.retries:
+                return result
+            delay = random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2**attempt))
+            if result.retry_after_s is not None:
+                if result.retry_after_s > s.retry_after_max_s:
+                    return result  # the server asks for longer than a run waits: retry later
+                delay = max(delay, result.retry_after_s)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _attempt(self, target: Target) -> Fetched:
+        """One try: follows up to ``max_redirects`` redirects, checking every hop."""
+        for hop in range(self._settings.max_redirects + 1):
+            _, refused = await self._resolver.pin(target)
+            if refused:
+                return Fetched(reason=refused)
+            async with self._host_slot(target.host), self._global:
+                result = await self._request(target)
+            if result.location is None:
+                return result
+            if hop == self._settings.max_redirects:
+                return Fetched(reason=reasons.TOO_MANY_REDIRECTS, http_status=result.http_status)
+            following = parse_url(str(target.url.join(result.location)))
+            if isinstance(following, str):
+                reason = reasons.BAD_REDIRECT if following == reasons.MISSING_URL else following
+                return Fetched(reason=reason, http_status=result.http_status)
+            target = following
+        raise AssertionError("unreachable: the last hop always returns")
+
+    def _host_slot(self, host: str) -> asyncio.Semaphore:
+        slot = self._hosts.get(host)
+        if slot is None:
+            slot = self._hosts[host] = asyncio.Semaphore(self._per_host)
+        return slot
+
+    async def _request(self, target: Target) -> Fetched:
+        """One HTTP GET under the total time limit; maps every failure to a reason."""
+        i = self._busy.index(min(self._busy))  # least busy client keeps its pool small
+        self._busy[i] += 1
+        try:
+            with anyio.fail_after(self._settings.total_timeout_s):
+                async with self._clients[i].stream("GET", target.url) as response:
+                    return await self._read(response)
+        except RefusedAddress as exc:
+            return Fetched(reason=str(exc))
+        except (TimeoutError, httpx.TimeoutException):
+            return Fetched(reason=reasons.TIMEOUT)
+        except httpx.ConnectError:
+            return Fetched(reason=reasons.CONNECT_ERROR)
+        except (httpx.TransportError, httpx.DecodingError):
+            return Fetched(reason=reasons.NETWORK_ERROR)
+        finally:
+            self._busy[i] -= 1
+
+    async def _read(self, response: httpx.Response) -> Fetched:
+        code = response.status_code
+        if code in _REDIRECTS:
+            location = response.headers.get("location")
+            if not location:
+                return Fetched(reason=reasons.BAD_REDIRECT, http_status=code)
+            return Fetched(http_status=code, location=location)
+        if not 200 <= code < 300:
+            retry_after = _retry_after_s(response.headers.get("retry-after"))
+            return Fetched(
+                reason=reasons.http_reason(code), http_status=code, retry_after_s=retry_after
+            )
+        s = self._settings
+        if s.respect_opt_out:
+            tags = response.headers.get_list("x-robots-tag")
+            directive = opt_out_directive(tags, s.user_agent_token) if tags else None
+            if directive:  # decided from the headers alone: the body is never downloaded
+                return Fetched(http_status=code, opted_out=directive)
+        announced = response.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > s.max_body_bytes:
+            return Fetched(reason=reasons.TOO_LARGE, http_status=code)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > s.max_body_bytes:
+                return Fetched(reason=reasons.TOO_LARGE, http_status=code)
+            chunks.append(chunk)
+        return Fetched(body=b"".join(chunks), http_status=code)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

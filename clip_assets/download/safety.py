@@ -1,0 +1,136 @@
+"""Which URLs we may fetch, and which address we connect to.
+
+``parse_url`` refuses anything but http(s) URLs with a host. ``Resolver.pin`` resolves the host
+once, refuses private, loopback, link-local, multicast, reserved and unspecified addresses
+(unless allowed by the settings), and returns the checked IP so the caller connects to exactly
+that address: a second lookup by the HTTP client could otherwise be answered differently (DNS
+rebinding). Both run before every connection, including after each redirect. Nothing here
+opens a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+
+import httpcore
+import httpx
+
+from clip_assets.download import reasons
+from clip_assets.download.settings import DownloadSettings
+
+# Hostnames after IDNA encoding (httpx does it), or IP literals.
+_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.%]+")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: ``url`` as given, ``host`` and ``port`` to resolve."""
+
+    url: httpx.URL
+    host: str
+    port: int
+
+
+def parse_url(url: str | None) -> Target | str:
+    """A ``Target`` for an absolute http(s) URL, else the reason it is refused."""
+    if url is None or not url.strip():
+        return reasons.MISSING_URL
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return reasons.BAD_URL
+    if parsed.scheme not in ("http", "https"):
+        return reasons.UNSUPPORTED_SCHEME if parsed.scheme else reasons.BAD_URL
+    if not parsed.host:
+        return reasons.BAD_URL
+    host = parsed.host.lower()
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not _HOST.fullmatch(host) or not 0 < port < 65536:
+        return reasons.BAD_URL
+    return Target(parsed, host, port)
+
+
+def is_public(address: str) -> bool:
+    """True for a globally routable unicast address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+class Resolver:
+    """Resolves and checks hosts for one event loop; caches answers for the run.
+
+    ``pin`` returns the IP to connect to, or a reason (``private_address``, ``dns_error``).
+    """
+
+    def __init__(self, settings: DownloadSettings) -> None:
+        self._settings = settings
+        self._allowed = {h.lower().strip("[]") for h in settings.allowed_hosts}
+        self._cache: dict[tuple[str, int], list[str] | str] = {}
+
+    async def pin(self, target: Target) -> tuple[str | None, str | None]:
+        """``(ip, None)`` when ``target`` may be fetched, ``(None, reason)`` otherwise."""
+        addresses = await self._lookup(target.host, target.port)
+        if isinstance(addresses, str):
+            return None, addresses
+        trusted = self._settings.allow_private_addresses or target.host in self._allowed
+        if not trusted and not all(is_public(a) for a in addresses):
+            return None, reasons.PRIVATE_ADDRESS
+        return addresses[0], None
+
+    async def _lookup(self, host: str, port: int) -> list[str] | str:
+        key = (host, port)
+        if key not in self._cache:
+            self._cache[key] = await self._resolve(host, port)
+        return self._cache[key]
+
+    @staticmethod
+    async def _resolve(host: str, port: int) -> list[str] | str:
+        try:
+            ipaddress.ip_address(host)
+            return [host]  # an IP literal needs no lookup
+        except ValueError:
+            pass
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError):
+            return reasons.DNS_ERROR
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return addresses or reasons.DNS_ERROR
+
+
+class RefusedAddress(httpcore.ConnectError):
+    """Raised instead of connecting to an address the settings forbid."""
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend that connects only to addresses ``resolver`` approves.
+
+    The HTTP client asks it for every new TCP connection; it answers from the resolver's cache
+    (filled by the pre-check) so the address connected to is the address checked.
+    """
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        """Connects to the checked IP of ``host``; raises ``RefusedAddress`` otherwise."""
+        ip, reason = await self._resolver.pin(Target(httpx.URL(), host.lower(), port))
+        if ip is None:
+            raise RefusedAddress(reason or reasons.PRIVATE_ADDRESS)
+        return await self._inner.connect_tcp(ip, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        """Unix sockets are never a web host."""
+        raise RefusedAddress(reasons.UNSUPPORTED_SCHEME)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

@@ -1,0 +1,85 @@
+"""Every knob of the images stage in one typed, frozen, picklable object.
+
+``DownloadSettings`` is read by every module of this package and by worker processes (it is
+sent to them pickled); it holds no live objects. Defaults follow img2dataset where it has the
+same knob (shortest side 256, keep ratio, JPEG quality 95) and are conservative elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
+ENCODE_FORMATS = ("jpg", "png", "webp")
+HASH_POLICIES = ("flag", "drop", "ignore")
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How the images stage fetches, checks and re-encodes one shard.
+
+    Limits: ``concurrency`` requests in flight over the whole shard, at most
+    ``per_host_concurrency`` of them to one host (both split evenly across worker processes).
+    Time: ``connect_timeout_s`` to open a connection, ``read_timeout_s`` of silence while
+    reading, ``total_timeout_s`` for one attempt from first byte sent to last byte read (this
+    is what stops drip-feeding servers). Retries: ``retries`` extra attempts for transient
+    failures, sleeping ``min(backoff_max_s, backoff_base_s * 2**n)`` with full jitter, or the
+    server's ``Retry-After`` when it is larger (capped at ``retry_after_max_s``).
+    ``hash_policy``: "flag" keeps the image and sets status ``hash_mismatch``; "drop" sets the
+    same status without image bytes; "ignore" never compares. ``allowed_hosts`` lists hosts
+    or IP literals that may be private/loopback anyway (tests use ``("127.0.0.1",)``);
+    ``allow_private_addresses`` lifts the address check entirely. ``workers``: processes that
+    each run an event loop and their own decoder (``None`` = one per CPU core, 0 = in-process);
+    shards smaller than ``min_rows_per_worker`` per worker use fewer processes or none.
+    """
+
+    concurrency: int = 64
+    per_host_concurrency: int = 16
+    connections_per_client: int = 8
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 30.0
+    max_redirects: int = 5
+    retries: int = 2
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    retry_after_max_s: float = 30.0
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 89_478_485  # Pillow's own bomb threshold
+    min_image_size: int = 0
+    max_aspect_ratio: float | None = None
+    image_size: int = 256
+    resize_mode: str = "keep_ratio"
+    resize_only_if_bigger: bool = False
+    encode_format: str = "jpg"
+    encode_quality: int = 95
+    user_agent_token: str = "clip-assets"
+    contact_url: str | None = None
+    allow_private_addresses: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    hash_policy: str = "flag"
+    respect_opt_out: bool = True
+    blur_faces: bool = False
+    workers: int | None = None
+    min_rows_per_worker: int = 256
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, not {self.resize_mode!r}")
+        if self.encode_format not in ENCODE_FORMATS:
+            raise ValueError(f"encode_format must be one of {ENCODE_FORMATS}")
+        if self.hash_policy not in HASH_POLICIES:
+            raise ValueError(f"hash_policy must be one of {HASH_POLICIES}")
+        if self.concurrency < 1 or self.per_host_concurrency < 1:
+            raise ValueError("concurrency and per_host_concurrency must be at least 1")
+        if self.retries < 0 or self.max_redirects < 0:
+            raise ValueError("retries and max_redirects must not be negative")
+
+    @property
+    def user_agent(self) -> str:
+        """``Mozilla/5.0 (compatible; <token>/<version>; +<contact>)``: the token lets sites
+        scope X-Robots-Tag directives to us, the contact lets them reach a human."""
+        from clip_assets import __version__
+
+        contact = f"; +{self.contact_url}" if self.contact_url else ""
+        return f"Mozilla/5.0 (compatible; {self.user_agent_token}/{__version__}{contact})"
