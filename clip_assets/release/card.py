@@ -1,0 +1,235 @@
+"""The release's dataset card (``README.md``): YAML front matter the Hub reads, prose for people.
+
+The front matter declares the two configs of the Fondant layout (``embeddings`` ->
+``data/*.parquet``, ``id_mapping`` -> ``id_mapping/*.parquet``), license, tags, task category
+and size. The body says what the release is, which model made it, how images were prepared,
+how the downloads went, how good and fast the index is, where it came from, and how to query
+it. The text depends only on its inputs (no dates), so a rerun renders the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from clip_assets.release.stage import ReleaseInputs
+
+FONDANT_REPO = "fondant-ai/datacomp-small-clip"
+_SIZE_BUCKETS = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M"]
+
+
+def render_card(inputs: ReleaseInputs, infos: dict[str, Any], stats: dict[str, Any]) -> str:
+    """The whole README.md; ``infos`` is index_infos.json, ``stats`` has ``rows`` and ``dim``."""
+    front = yaml.safe_dump(front_matter(inputs, stats["rows"]), sort_keys=False, allow_unicode=True)
+    sections = [
+        _intro(inputs, stats),
+        _model(inputs.model, stats["dim"]),
+        _preprocessing(inputs.model, inputs.download),
+        _downloads(inputs.download),
+        _index(infos),
+        _lineage(inputs),
+        _usage(inputs),
+    ]
+    return f"---\n{front}---\n\n" + "\n\n".join(s.strip() for s in sections) + "\n"
+
+
+def front_matter(inputs: ReleaseInputs, rows: int) -> dict[str, Any]:
+    """The card's metadata: configs in the Hub's ``configs``/``data_files`` syntax."""
+    meta: dict[str, Any] = {
+        "license": inputs.license,
+        "pretty_name": f"{inputs.dataset} CLIP image embeddings and faiss index",
+        "task_categories": ["image-feature-extraction"],
+        "tags": ["clip", "embeddings", "faiss", "knn-index", "clip-retrieval", inputs.dataset],
+        "size_categories": [_size_category(rows)],
+        "configs": [
+            _config("embeddings", "data/*.parquet"),
+            _config("id_mapping", "id_mapping/*.parquet"),
+        ],
+    }
+    if inputs.source_repo:
+        meta["source_datasets"] = [inputs.source_repo]
+    return meta
+
+
+def _config(name: str, pattern: str) -> dict[str, Any]:
+    return {"config_name": name, "data_files": [{"split": "train", "path": pattern}]}
+
+
+def _size_category(rows: int) -> str:
+    bucket = max(0, math.ceil(math.log10(max(rows, 1))) - 3) if rows > 1000 else 0
+    return _SIZE_BUCKETS[min(bucket, len(_SIZE_BUCKETS) - 1)]
+
+
+def _intro(inputs: ReleaseInputs, stats: dict[str, Any]) -> str:
+    source = f"[{inputs.source_repo}](https://huggingface.co/datasets/{inputs.source_repo})"
+    return f"""
+# {inputs.dataset}: CLIP image embeddings and faiss index
+
+CLIP image embeddings of the images of {source if inputs.source_repo else inputs.dataset} that
+could be downloaded, with a faiss index over them: {stats["rows"]:,} vectors of dimension
+{stats["dim"]}. The layout is a superset of [{FONDANT_REPO}](https://huggingface.co/datasets/{FONDANT_REPO}),
+so code written for it works unchanged, and the folder is also a clip-retrieval `clip back`
+index folder.
+
+Embeddings are **L2-normalised** float32, so inner product = cosine similarity.
+
+| path | content |
+|---|---|
+| `data/*.parquet` | `id` (= source uid), `url`, `embedding` (list<float32>[{stats["dim"]}]) |
+| `id_mapping/*.parquet` | `url`, `i` (faiss id), `uid`, `text` (caption) |
+| `metadata/*.parquet` | `url`, `caption`: the clip back metadata |
+| `faiss` | the index (`faiss.read_index`) |
+| `image.index` | the same bytes as `faiss`, under the name clip back opens |
+| `index_infos.json` | index type, search parameters, recall, latency |
+| `model.json` | the CLIP model that made the vectors |
+
+In every folder, row k of the files concatenated in name order is faiss id k.
+"""
+
+
+def _model(model: dict[str, Any], dim: int) -> str:
+    rows = [
+        ("open_clip model", model.get("model_name")),
+        ("pretrained tag", model.get("pretrained")),
+        ("weights sha256", model.get("weights_sha256")),
+        ("precision", model.get("precision")),
+        ("device", model.get("device")),
+        ("embedding dimension", dim),
+    ]
+    return "## Model\n\n" + _table(("", ""), rows)
+
+
+def _preprocessing(model: dict[str, Any], download: dict[str, Any]) -> str:
+    resize = download.get("resize") or {}
+    resize_text = ", ".join(f"{k}={v}" for k, v in resize.items()) or "not recorded"
+    clip = model.get("preprocessing") or "the model's own open_clip transform"
+    return f"""
+## Preprocessing
+
+1. Download: each URL fetched once; the image decoded, resized ({resize_text}) and re-encoded
+   as JPEG.
+2. CLIP: {clip}; the image embedding is divided by its L2 norm.
+"""
+
+
+def _downloads(download: dict[str, Any]) -> str:
+    attempted, ok = download.get("attempted"), download.get("ok")
+    rate = download.get("success_rate")
+    if rate is None and attempted:
+        rate = (ok or 0) / attempted
+    lines = ["## Downloads", "", _table(("", ""), [("rows attempted", attempted), ("ok", ok)])]
+    lines[-1] += f"\n| success rate | {_percent(rate)} |"
+    for title, key in (("By status", "by_status"), ("Top failure reasons", "top_reasons")):
+        pairs = _pairs(download.get(key))
+        if pairs:
+            lines += ["", f"{title}:", "", _table(("", "rows"), pairs)]
+    return "\n".join(lines)
+
+
+def _index(infos: dict[str, Any]) -> str:
+    latency = infos.get("latency_ms") or {}
+    rows = [
+        ("index type", infos.get("index_key")),
+        ("search parameters", infos.get("index_param") or infos.get("search_params")),
+        ("vectors", infos.get("nb vectors")),
+        ("size (bytes)", infos.get("size in bytes")),
+    ]
+    recalls = sorted(
+        (k for k in infos if k.startswith("recall@") and k[7:].isdigit()), key=lambda k: int(k[7:])
+    )
+    rows += [(k, _number(infos[k])) for k in recalls]
+    rows += [
+        ("latency avg (ms)", _number(latency.get("avg", infos.get("avg_search_speed_ms")))),
+        ("latency p99 (ms)", _number(latency.get("p99", infos.get("99p_search_speed_ms")))),
+    ]
+    return "## Index\n\n" + _table(("", ""), rows)
+
+
+def _lineage(inputs: ReleaseInputs) -> str:
+    files = inputs.source_files
+    revision = inputs.source_revision or "unknown"
+    shown = "".join(f"\n  - `{f}`" for f in files[:20])
+    more = f"\n  - ... and {len(files) - 20} more" if len(files) > 20 else ""
+    return f"""
+## Lineage
+
+- source: `{inputs.source_repo or inputs.dataset}` at revision `{revision}`
+- source files ({len(files)}):{shown}{more}
+- code: clip-assets `{inputs.code_version}`
+"""
+
+
+def _usage(inputs: ReleaseInputs) -> str:
+    repo = inputs.repo_id or "<repo_id>"
+    model = inputs.model.get("model_name") or "ViT-B-32"
+    pretrained = inputs.model.get("pretrained") or "laion2b_s34b_b79k"
+    return f"""
+## How to query
+
+With clip-assets (downloads `faiss`, `id_mapping/` and `model.json`, then embeds the text with
+the same model):
+
+```python
+from clip_assets.search import ClipSearcher
+
+searcher = ClipSearcher.from_hub("{repo}")
+for hit in searcher.search_texts(["a photo of a cat"], k=10)[0]:
+    print(hit.similarity, hit.url, hit.caption)
+```
+
+With plain faiss and open_clip:
+
+```python
+import glob, json
+import faiss, open_clip, pandas as pd, torch
+from huggingface_hub import snapshot_download
+
+folder = snapshot_download(
+    "{repo}", repo_type="dataset", allow_patterns=["faiss", "index_infos.json", "id_mapping/*"]
+)
+index = faiss.read_index(f"{{folder}}/faiss")
+params = json.load(open(f"{{folder}}/index_infos.json")).get("index_param")
+if params:  # the tuned search parameters (nprobe, efSearch, ...)
+    faiss.ParameterSpace().set_index_parameters(index, params)
+files = sorted(glob.glob(f"{{folder}}/id_mapping/*.parquet"))
+mapping = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)  # row i = faiss id i
+
+model, _, _ = open_clip.create_model_and_transforms("{model}", pretrained="{pretrained}")
+tokens = open_clip.get_tokenizer("{model}")(["a photo of a cat"])
+with torch.no_grad():
+    query = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
+scores, ids = index.search(query, 10)
+for score, i in zip(scores[0], ids[0]):
+    print(score, mapping.url[i], mapping.text[i])
+```
+
+As a clip-retrieval back end: download the repo (`image.index` has the same bytes as `faiss`,
+so the Hub stores them once and the Hugging Face cache keeps one blob for both), put
+`{{"{inputs.dataset}": "<downloaded folder>"}}` in the indices json and run `clip-retrieval back`
+with the same CLIP model; it reads `image.index` and `metadata/*.parquet` (`url`, `caption`).
+"""
+
+
+def _table(header: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {'n/a' if v is None else v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _pairs(value: Any) -> list[tuple[str, Any]]:
+    """``{name: count}`` or ``[[name, count], ...]`` as pairs, largest count first."""
+    if not value:
+        return []
+    items = value.items() if isinstance(value, dict) else (tuple(v) for v in value)
+    return sorted(((str(k), v) for k, v in items), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _number(value: Any) -> Any:
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"

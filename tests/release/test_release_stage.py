@@ -1,0 +1,155 @@
+"""Staging the release folder from real stored files: layout, row order, card, idempotence."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
+from huggingface_hub import DatasetCard, metadata_load
+
+from clip_assets.release.stage import ReleaseInputs, stage_release
+from clip_assets.release.tables import ReleaseError
+
+
+def read_folder(folder: Path) -> pa.Table:
+    return pa.concat_tables(pq.read_table(p) for p in sorted(folder.glob("*.parquet")))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_layout_is_the_fondant_superset(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    summary = stage_release(inputs, out, rows_per_file=6)
+
+    chunks = [f"train-{k:05d}-of-00004.parquet" for k in range(4)]  # 21 rows, 6 per file
+    expected = {"README.md", "faiss", "image.index", "index_infos.json", "model.json"}
+    expected |= {f"{folder}/{c}" for folder in ("data", "id_mapping", "metadata") for c in chunks}
+    assert set(summary["files"]) == expected == set(digests(out))
+    assert summary["rows"] == ROWS and summary["dim"] == DIM
+    assert summary["bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+    data = pq.read_schema(out / "data" / chunks[0])
+    assert data.names == ["id", "url", "embedding"]
+    assert data.field("embedding").type == pa.list_(pa.float32())
+    mapping = pq.read_schema(out / "id_mapping" / chunks[0])
+    assert mapping.names == ["url", "i", "uid", "text"]
+    assert mapping.field("i").type == pa.int64()
+    assert pq.read_schema(out / "metadata" / chunks[0]).names == ["url", "caption"]
+    assert (out / "index_infos.json").read_bytes() == (
+        inputs.index_dir / "index_infos.json"
+    ).read_bytes()
+    assert json.loads((out / "model.json").read_text()) == inputs.model
+    # clip back's image.index is the index itself, not a second copy on disk.
+    assert (out / "image.index").stat().st_ino == (out / "faiss").stat().st_ino
+
+
+def test_row_k_is_faiss_id_k_in_every_folder(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    stage_release(inputs, out, rows_per_file=6)
+    index = faiss.read_index(str(out / "faiss"))
+    data = read_folder(out / "data")
+    vectors = np.array(data.column("embedding").to_pylist(), dtype=np.float32)
+
+    assert vectors.shape == (index.ntotal, DIM)
+    np.testing.assert_array_equal(vectors, index.reconstruct_n(0, index.ntotal))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-2)
+    mapping = read_folder(out / "id_mapping")
+    assert mapping.column("i").to_pylist() == list(range(ROWS))
+    assert mapping.column("uid").to_pylist() == data.column("id").to_pylist()
+    metadata = read_folder(out / "metadata")
+    assert metadata.column("url").to_pylist() == data.column("url").to_pylist()
+    assert metadata.column("caption").to_pylist() == mapping.column("text").to_pylist()
+    # A stored vector finds itself first: the published index and data agree.
+    _, found = index.search(vectors[[3, 17]], 1)
+    assert found[:, 0].tolist() == [3, 17]
+
+
+def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    stage_release(inputs, out)
+    meta = metadata_load(out / "README.md")
+
+    assert meta["configs"] == [
+        {"config_name": "embeddings", "data_files": [{"split": "train", "path": "data/*.parquet"}]},
+        {
+            "config_name": "id_mapping",
+            "data_files": [{"split": "train", "path": "id_mapping/*.parquet"}],
+        },
+    ]
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0"
+    assert "image-feature-extraction" in card.data.task_categories
+    for fact in (
+        "laion2b_s34b_b79k",
+        "f" * 64,
+        "70.0%",
+        "http_404",
+        "recall@10",
+        "0123abcd",
+        "0.1.0+abc1234",
+        "L2-normalised",
+        'ClipSearcher.from_hub("org/tiny-sample-clip")',
+    ):
+        assert fact in card.text, fact
+
+
+def test_rerun_is_byte_identical(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    stage_release(inputs, out, rows_per_file=6)
+    first = digests(out)
+    stage_release(inputs, out, rows_per_file=6)
+    assert digests(out) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "store"]  # no leftovers
+
+
+def test_bad_inputs_fail_and_leave_the_old_release(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    stage_release(inputs, out)
+    before = digests(out)
+
+    raw = inputs.embeddings[0].with_name("raw.parquet")
+    write_embeddings(
+        raw, 3 * unit_vectors(7, seed=0), [f"{i:032x}" for i in range(7)], pa.float32()
+    )
+    not_normalised = dataclasses.replace(inputs, embeddings=[raw, *inputs.embeddings[1:]])
+    shuffled = dataclasses.replace(
+        inputs, embeddings=[inputs.embeddings[1], inputs.embeddings[0], inputs.embeddings[2]]
+    )
+    short = dataclasses.replace(inputs, embeddings=inputs.embeddings[:2])
+    other_index = tmp_path / "store" / "other_index"
+    other_index.mkdir()
+    faiss.write_index(faiss.IndexFlatIP(DIM), str(other_index / "faiss"))
+    (other_index / "index_infos.json").write_text("{}")
+    empty_index = dataclasses.replace(inputs, index_dir=other_index)
+    cases = [
+        (not_normalised, "L2-normalised"),
+        (shuffled, "uids"),
+        (short, "id_mapping has 21 rows, embeddings 12"),
+        (empty_index, "holds 0 vectors"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ReleaseError, match=message):
+            stage_release(bad, out)
+    assert digests(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "store"]
+
+
+def test_model_json_from_the_index_folder_wins(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "store")
+    (inputs.index_dir / "model.json").write_text('{"model_name": "ViT-L-14"}\n')
+    stage_release(inputs, tmp_path / "release")
+    assert (tmp_path / "release" / "model.json").read_text() == '{"model_name": "ViT-L-14"}\n'
