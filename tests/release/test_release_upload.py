@@ -1,0 +1,110 @@
+"""Publishing a staged release through the real huggingface_hub client to the loopback Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import traceback
+from pathlib import Path
+
+import pytest
+from conftest import TOKEN
+from huggingface_hub import HfApi
+
+from clip_assets.offline.hub_server import HubServer
+from clip_assets.release.stage import ReleaseInputs, stage_release
+from clip_assets.release.upload import ReleaseUploadError, upload_release
+
+REPO = "org/tiny-sample-clip"
+
+
+def staged_files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def hub_files(hub: HubServer) -> dict[str, bytes]:
+    files = {path: stored.read_bytes() for path, stored in hub.files(REPO).items()}
+    files.pop(".gitattributes")
+    return files
+
+
+def test_upload_stores_exactly_the_staged_files(
+    inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    stage_release(inputs, release, rows_per_file=6)
+    result = upload_release(release, REPO, TOKEN, endpoint=hub.url)
+
+    assert hub_files(hub) == staged_files(release)
+    assert result["repo_id"] == REPO
+    assert result["commit_oid"] == hub.commits(REPO)[-1]
+    assert result["url"] == f"{hub.url}/datasets/{REPO}"
+    assert result["deleted"] == []
+    assert hub.store.repos[REPO].private
+    # faiss is binary, so the Hub routes it through LFS, as it would the real 2.5 GB index; its
+    # bytes travel once although image.index has them too.
+    tree = {
+        f.path: f
+        for f in HfApi(endpoint=hub.url, token=TOKEN).list_repo_tree(
+            REPO, repo_type="dataset", recursive=True
+        )
+        if hasattr(f, "size")
+    }
+    faiss_sha = hashlib.sha256((release / "faiss").read_bytes()).hexdigest()
+    assert tree["faiss"].lfs.sha256 == tree["image.index"].lfs.sha256 == faiss_sha
+    assert tree["data/train-00000-of-00004.parquet"].lfs is not None
+    assert tree["README.md"].lfs is None and tree["index_infos.json"].lfs is None
+    assert hub.store.lfs_uploads[faiss_sha] == 1
+
+
+def test_upload_through_the_size_threshold(inputs: ReleaseInputs, tmp_path: Path) -> None:
+    """A text file over the Hub's 10 MB threshold goes through LFS too, byte-exact."""
+    release = tmp_path / "release"
+    stage_release(inputs, release)
+    (release / "notes.txt").write_text("x" * (10 * 1024 * 1024 + 1))
+    with HubServer(tmp_path / "hub2", token=TOKEN) as hub:
+        upload_release(release, REPO, TOKEN, endpoint=hub.url)
+        assert hub_files(hub) == staged_files(release)
+        notes_sha = hashlib.sha256((release / "notes.txt").read_bytes()).hexdigest()
+        assert hub.store.lfs_uploads[notes_sha] == 1
+
+
+def test_rerun_commits_nothing_and_a_new_release_replaces_the_old(
+    inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    stage_release(inputs, release, rows_per_file=6)
+    first = upload_release(release, REPO, TOKEN, endpoint=hub.url)
+    again = upload_release(release, REPO, TOKEN, endpoint=hub.url)
+    assert again["commit_oid"] == first["commit_oid"]
+    assert len(hub.commits(REPO)) == 2  # creation + one release
+
+    stage_release(inputs, release, rows_per_file=100)  # one file per folder now
+    third = upload_release(release, REPO, TOKEN, endpoint=hub.url)
+    assert hub_files(hub) == staged_files(release)
+    assert len(third["deleted"]) == 12  # 4 chunks x (data, id_mapping, metadata)
+
+
+def test_token_never_in_errors_or_logs(
+    inputs: ReleaseInputs,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    release = tmp_path / "release"
+    stage_release(inputs, release)
+    wrong = "hf_wrong_token_that_must_stay_secret_42"
+    caplog.set_level(logging.DEBUG)
+    server = HubServer(tmp_path / "hub2", token=TOKEN, leaky_errors=True)
+    with server as hub, pytest.raises(ReleaseUploadError) as info:
+        upload_release(release, REPO, wrong, endpoint=hub.url)
+
+    text = "".join(traceback.format_exception(info.value))
+    assert "401" in text and "***" in text  # the server did echo it; we scrubbed it
+    assert wrong not in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert wrong not in caplog.text
+    out, err = capfd.readouterr()
+    assert wrong not in out + err
