@@ -55,14 +55,17 @@ class Fetcher:
         self._per_host = per_host
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._resolver = Resolver(settings)
-        n_clients = math.ceil(concurrency / settings.connections_per_client)
-        size = math.ceil(concurrency / n_clients)
-        self._clients = [self._client(size) for _ in range(n_clients)]
-        self._busy = [0] * n_clients
+        self._max_clients = math.ceil(concurrency / settings.connections_per_client)
+        self._client_size = math.ceil(concurrency / self._max_clients)
+        self._clients: list[httpx.AsyncClient] = []
+        self._busy: list[int] = []
+        # Loading the CA bundle costs ~40 ms: do it once, not once per client.
+        self._tls = httpx.create_ssl_context()
 
-    def _client(self, size: int) -> httpx.AsyncClient:
-        s = self._settings
+    def _client(self) -> httpx.AsyncClient:
+        s, size = self._settings, self._client_size
         transport = httpx.AsyncHTTPTransport(
+            verify=self._tls,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
             trust_env=False,
         )
@@ -135,7 +138,7 @@ class Fetcher:
 
     async def _request(self, target: Target) -> Fetched:
         """One HTTP GET under the total time limit; maps every failure to a reason."""
-        i = self._busy.index(min(self._busy))  # least busy client keeps its pool small
+        i = self._pick()
         self._busy[i] += 1
         try:
             with anyio.fail_after(self._settings.total_timeout_s):
@@ -151,6 +154,16 @@ class Fetcher:
             return Fetched(reason=reasons.NETWORK_ERROR)
         finally:
             self._busy[i] -= 1
+
+    def _pick(self) -> int:
+        """Index of the least busy client, opening another while all are full."""
+        if self._busy:
+            i = self._busy.index(min(self._busy))
+            if self._busy[i] < self._client_size or len(self._clients) == self._max_clients:
+                return i
+        self._clients.append(self._client())
+        self._busy.append(0)
+        return len(self._clients) - 1
 
     async def _read(self, response: httpx.Response) -> Fetched:
         code = response.status_code
