@@ -1,0 +1,77 @@
+"""Runs one of our stages the way its asset does, for the peer benchmarks (our venv only).
+
+``python _run_ours.py download URLS.parquet OUT.parquet SETTINGS_JSON``
+    builds the metadata table from a DataComp-like URL list, calls ``download_shard`` and
+    writes the images table to OUT.
+``python _run_ours.py embed IMAGES.parquet OUT.parquet SPEC_JSON``
+    loads the encoder once, calls ``embed_images`` on the images table and writes OUT.
+
+Prints one JSON line: ``load_s`` (model load, embed only), ``stage_s`` (the stage call
+alone), ``rows`` and ``ok`` (rows with status ok / embeddings written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def metadata_from_url_list(path: Path) -> pa.Table:
+    """The URL list as METADATA_SCHEMA rows, as the metadata asset would store it."""
+    from clip_assets.schemas import METADATA_SCHEMA
+
+    urls = pq.read_table(path)
+    n = urls.num_rows
+    columns = {
+        name: urls.column(name) if name in urls.column_names else pa.nulls(n, field.type)
+        for name, field in zip(METADATA_SCHEMA.names, METADATA_SCHEMA, strict=True)
+    }
+    columns["source_file"] = pa.array([path.name] * n, pa.string())
+    columns["source_row"] = pa.array(range(n), pa.int64())
+    return pa.table(columns, schema=METADATA_SCHEMA)
+
+
+def download(urls: Path, out: Path, settings_json: str) -> dict[str, object]:
+    from clip_assets.download.settings import DownloadSettings
+    from clip_assets.download.stage import download_shard
+
+    settings = DownloadSettings(**json.loads(settings_json))
+    metadata = metadata_from_url_list(urls)
+    start = time.perf_counter()
+    images = download_shard(metadata, settings)
+    stage_s = time.perf_counter() - start
+    pq.write_table(images, out)
+    statuses = images.column("status").to_pylist()
+    return {"stage_s": stage_s, "rows": images.num_rows, "ok": statuses.count("ok")}
+
+
+def embed(images_path: Path, out: Path, spec_json: str) -> dict[str, object]:
+    from clip_assets.embed.encoder import ClipEncoder
+    from clip_assets.embed.model import ModelSpec
+    from clip_assets.embed.stage import embed_images
+
+    start = time.perf_counter()
+    encoder = ClipEncoder.load(ModelSpec(**json.loads(spec_json)))
+    load_s = time.perf_counter() - start
+    images = pq.read_table(images_path)
+    start = time.perf_counter()
+    embeddings = embed_images(images, encoder)
+    stage_s = time.perf_counter() - start
+    pq.write_table(embeddings, out)
+    return {
+        "load_s": load_s,
+        "stage_s": stage_s,
+        "rows": images.num_rows,
+        "ok": embeddings.num_rows,
+    }
+
+
+if __name__ == "__main__":
+    verb, src, dst, config = sys.argv[1:5]
+    run = {"download": download, "embed": embed}[verb]
+    print(json.dumps(run(Path(src), Path(dst), config)), flush=True)
