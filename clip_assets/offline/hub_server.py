@@ -148,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if err is not None:
-            self.send_header("X-Error-Message", str(err))
+            self.send_header("X-Error-Message", " ".join(str(err).split()))
             if err.code:
                 self.send_header("X-Error-Code", err.code)
             # The request body may be unread after an error: do not reuse the connection.
@@ -176,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 meta = yaml.safe_load(front)
             except yaml.YAMLError as exc:
-                raise HubError(400, f"Invalid YAML in README.md: {exc}") from exc
+                message = f"Invalid YAML in README.md: {exc}"
+                raise HubError(400, message, errors=[{"message": message}]) from exc
             if meta is not None and not isinstance(meta, dict):
                 raise HubError(400, "README.md metadata must be a YAML mapping")
         return {"errors": [], "warnings": []}

@@ -18,7 +18,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 BRANCH = "main"
 
@@ -31,9 +31,10 @@ GITATTRIBUTES = b"".join(
 
 
 class HubError(Exception):
-    """A request the Hub would refuse: ``status`` and ``code`` become the HTTP answer."""
+    """A request the Hub would refuse: ``status`` and ``code`` become the HTTP answer, ``extra``
+    more fields of its JSON body."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, **extra: str):
+    def __init__(self, status: int, message: str, code: str | None = None, **extra: Any):
         super().__init__(message)
         self.status, self.code, self.extra = status, code, extra
 
