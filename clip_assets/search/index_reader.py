@@ -1,9 +1,10 @@
 """Open a faiss index file for querying: memory-mapped where possible, search params applied.
 
 A DataComp-small index is 2.5 GB; memory-mapping lets the page cache hold it and several
-processes share it. The search parameters (``nprobe``, ``efSearch``) are not stored in the faiss
-file itself, so they come from ``index_infos.json``: autofaiss writes them as the
-``index_param`` string, which we read in every layout.
+processes share it. Files named ``faiss`` (our storage, our release, Fondant's) open through
+``clip_assets.index.load.open_index``, which also applies and verifies the search parameters
+recorded in ``index_infos.json`` (``index_param``, ours or autofaiss's). clip back's
+``image.index`` has no infos beside it and opens with faiss's defaults.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from typing import Any
 
 import faiss
 
+from clip_assets.index.infos import INDEX_NAME
+from clip_assets.index.load import open_index
+
 LOG = logging.getLogger(__name__)
 
 
 def read_index(path: str | Path, *, mmap: bool = True) -> faiss.Index:
-    """Read ``path``, memory-mapped and read-only when ``mmap`` and the index type allow it."""
+    """Open the index file ``path`` (memory-mapped read-only when ``mmap``) for search."""
+    path = Path(path)
+    if path.name == INDEX_NAME:
+        return open_index(path.parent, mmap=mmap)
     if mmap:
         try:
             return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
@@ -26,18 +33,6 @@ def read_index(path: str | Path, *, mmap: bool = True) -> faiss.Index:
             # Some index types cannot be mapped by some faiss builds; a full read still works.
             LOG.info("memory-mapping %s failed (%s); reading it into memory", path, error)
     return faiss.read_index(str(path))
-
-
-def apply_search_params(index: faiss.Index, infos: dict[str, Any]) -> str | None:
-    """Apply the ``index_param`` string of ``infos`` (``"nprobe=16,efSearch=32"``) to ``index``.
-
-    Returns the string applied, or ``None`` when ``infos`` has none.
-    """
-    params = infos.get("index_param")
-    if not params:
-        return None
-    faiss.ParameterSpace().set_index_parameters(index, str(params))
-    return str(params)
 
 
 def similarity(index: faiss.Index, distances: Any) -> Any:

@@ -12,6 +12,7 @@ flags) override both.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,15 +49,24 @@ class QueryModel:
 
 
 def load_encoder(model: QueryModel) -> Any:
-    """Load the encoder for ``model`` (imported here: embedding-only searches need no torch)."""
-    from clip_assets.embed.encoder import ClipEncoder
-    from clip_assets.embed.model import ModelSpec
+    """The ``ClipEncoder`` for ``model``, loaded once per process: indices embedded with the
+    same model (several served at once) share it. torch is imported here, so embedding-only
+    searches never pay for it."""
+    with _lock:
+        if model not in _encoders:
+            from clip_assets.embed.encoder import ClipEncoder
+            from clip_assets.embed.model import ModelSpec
 
-    # Queries come one or a few at a time: no decode threads to keep busy.
-    spec = ModelSpec(
-        model_name=model.model_name,
-        pretrained=model.pretrained,
-        device=model.device,
-        num_workers=0,
-    )
-    return ClipEncoder.load(spec)
+            # Queries come one or a few at a time: no decode threads to keep busy.
+            spec = ModelSpec(
+                model_name=model.model_name,
+                pretrained=model.pretrained,
+                device=model.device,
+                num_workers=0,
+            )
+            _encoders[model] = ClipEncoder.load(spec)
+        return _encoders[model]
+
+
+_encoders: dict[QueryModel, Any] = {}
+_lock = threading.Lock()

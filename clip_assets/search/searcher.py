@@ -8,7 +8,6 @@ un-normalised index it is the inner product with a unit query (ranking is unaffe
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import faiss
 import numpy as np
 
 from clip_assets.search.id_mapping import IdMapping
-from clip_assets.search.index_reader import apply_search_params, read_index, similarity
+from clip_assets.search.index_reader import read_index, similarity
 from clip_assets.search.layout import IndexFiles, download_from_hub, locate
 from clip_assets.search.model import QueryModel, load_encoder
 
@@ -56,7 +55,6 @@ class ClipSearcher:
         self.model = model or QueryModel()
         self.infos = infos or {}
         self._encoder = encoder
-        self._encoder_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -99,7 +97,6 @@ class ClipSearcher:
         """Open located ``files``."""
         index = read_index(files.index, mmap=mmap)
         infos = files.read_infos()
-        apply_search_params(index, infos)
         mapping = IdMapping.read(files.id_mapping)
         if len(mapping) < index.ntotal:
             raise ValueError(
@@ -118,11 +115,10 @@ class ClipSearcher:
 
     @property
     def encoder(self) -> Any:
-        """The CLIP encoder, loaded once on first use."""
-        with self._encoder_lock:
-            if self._encoder is None:
-                self._encoder = load_encoder(self.model)
-            return self._encoder
+        """The CLIP encoder given at construction, else ``model``'s (loaded on first use)."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.model)
+        return self._encoder
 
     def search(
         self, embeddings: np.ndarray, k: int = 10, *, deduplicate: bool = False

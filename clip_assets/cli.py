@@ -1,0 +1,251 @@
+"""``clip-assets``: command-line entry point.
+
+Each subcommand is one ``_add_<name>`` function that registers its arguments and sets
+``run``; adding a subcommand is one such function and one line in ``SUBCOMMANDS``. This module
+only parses and prints: the work lives in ``clip_assets.search`` and ``clip_assets.serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clip_assets.search import ClipSearcher, SearchResult
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="clip-assets", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        print(f"clip-assets: error: {error}", file=sys.stderr)
+        return 1
+
+
+def default_root() -> str:
+    """The storage root: ``$CLIP_ASSETS_ROOT``, else ``./data``."""
+    return os.environ.get("CLIP_ASSETS_ROOT", "data")
+
+
+# -- search ---------------------------------------------------------------------------------
+
+
+def _add_search(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="print the nearest images to a text, image or embedding",
+        description="Search a CLIP index. Queries: one or more texts, --image, --image-url "
+        "or --embedding. The index: --dataset in --root (default), --index-dir or --hf-repo.",
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="caption(s) to search for")
+    query = parser.add_argument_group("query by image or vector instead of text")
+    query.add_argument("--image", action="append", type=Path, help="image file (repeatable)")
+    query.add_argument("--image-url", action="append", help="image URL (repeatable)")
+    query.add_argument("--embedding", type=Path, help=".npy file: one vector or one per row")
+    _add_index_source(parser)
+    _add_model_flags(parser)
+    parser.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    parser.add_argument("--dedup", action="store_true", help="drop repeated urls/uids")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--allow-private-urls", action="store_true", help="let --image-url reach LAN/loopback"
+    )
+    parser.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    kinds = [bool(args.texts), bool(args.image), bool(args.image_url), args.embedding is not None]
+    if sum(kinds) != 1:
+        raise ValueError(
+            "give exactly one kind of query: TEXT, --image, --image-url or --embedding"
+        )
+    with _open_searcher(args) as searcher:
+        options = {"deduplicate": args.dedup}
+        if args.texts:
+            labels, results = args.texts, searcher.search_texts(args.texts, args.k, **options)
+        elif args.image:
+            labels = [str(path) for path in args.image]
+            images = [path.read_bytes() for path in args.image]
+            results = searcher.search_images(images, args.k, **options)
+        elif args.image_url:
+            labels = args.image_url
+            results = searcher.search_image_urls(
+                args.image_url, args.k, allow_private=args.allow_private_urls, **options
+            )
+        else:
+            vectors = np.load(args.embedding)
+            vectors = vectors[None, :] if vectors.ndim == 1 else vectors
+            labels = [f"{args.embedding}[{row}]" for row in range(len(vectors))]
+            results = searcher.search(vectors, args.k, **options)
+    _print_results(labels, results, as_json=args.json)
+    return 0
+
+
+def _print_results(labels: list[str], results: list[list[SearchResult]], as_json: bool) -> None:
+    if as_json:
+        blocks = [
+            {"query": label, "results": [r.to_dict() for r in rows]}
+            for label, rows in zip(labels, results, strict=True)
+        ]
+        print(json.dumps(blocks if len(blocks) > 1 else blocks[0]["results"], indent=1))
+        return
+    for n, (label, rows) in enumerate(zip(labels, results, strict=True)):
+        if len(labels) > 1:
+            print(("\n" if n else "") + f"# {label}")
+        print(f"{'rank':>4}  {'similarity':>10}  url  caption")
+        for rank, r in enumerate(rows, 1):
+            caption = " ".join((r.caption or "").split())
+            print(f"{rank:>4}  {r.similarity:>10.4f}  {r.url or '-'}  {caption}")
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def _add_serve(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve indices over clip-retrieval's back-end API, with a search page",
+        description="Serve one or more indices: POST /knn-service, POST /metadata, "
+        "GET /indices-list (clip-retrieval's clip back API) and a search page at /.",
+    )
+    parser.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="NAME=LOCATION",
+        help="an index folder (any layout) or hf:<owner>/<repo> (repeatable)",
+    )
+    parser.add_argument(
+        "--dataset", action="append", default=[], help="a dataset in --root (repeatable)"
+    )
+    parser.add_argument("--root", default=default_root(), help="storage root (local or gs://)")
+    _add_model_flags(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=int, default=1234, help="port (default 1234)")
+    parser.add_argument("--max-k", type=int, default=10_000, help="largest num_images allowed")
+    parser.add_argument(
+        "--allow-private-urls", action="store_true", help="let image_url reach LAN/loopback"
+    )
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from clip_assets.serve import Limits, create_app
+
+    named = [_split_index(spec) for spec in args.index] + [(d, None) for d in args.dataset]
+    if not named:
+        raise ValueError("give at least one --index NAME=LOCATION or --dataset NAME")
+    names = [name for name, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"index names must be unique: {names}")
+    with ExitStack() as stack:
+        searchers = {}
+        for name, location in named:
+            source = {"dataset": name, "root": args.root} if location is None else location
+            searchers[name] = stack.enter_context(_open(source, args))
+            print(f"{name}: {len(searchers[name])} vectors, model {searchers[name].model}")
+        app = create_app(
+            searchers, limits=Limits(max_k=args.max_k), allow_private_urls=args.allow_private_urls
+        )
+        print(f"search page: http://{args.host}:{args.port}/", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _split_index(spec: str) -> tuple[str, str]:
+    name, sep, location = spec.partition("=")
+    if not sep or not name or not location:
+        raise ValueError(f"--index takes NAME=LOCATION, not {spec!r}")
+    return name, location
+
+
+# -- shared ---------------------------------------------------------------------------------
+
+
+def _add_index_source(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("index (one of)")
+    group.add_argument("--dataset", help="dataset name in the storage root")
+    group.add_argument("--root", default=default_root(), help="storage root (local or gs://)")
+    group.add_argument("--index-dir", type=Path, help="a local index folder of any layout")
+    group.add_argument("--hf-repo", help="a Hugging Face dataset repo id")
+    group.add_argument("--revision", help="revision of --hf-repo")
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "query model (default: the index's model.json, else ViT-B-32 laion2b_s34b_b79k)"
+    )
+    group.add_argument("--model", help="open_clip model name")
+    group.add_argument("--pretrained", help="open_clip pretrained tag or weights file; 'none'")
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+
+
+@contextmanager
+def _open_searcher(args: argparse.Namespace) -> Iterator[ClipSearcher]:
+    chosen = [args.dataset, args.index_dir, args.hf_repo]
+    if sum(x is not None for x in chosen) != 1:
+        raise ValueError("give exactly one of --dataset, --index-dir or --hf-repo")
+    if args.index_dir is not None:
+        source: Any = str(args.index_dir)
+    elif args.hf_repo is not None:
+        source = f"hf:{args.hf_repo}"
+    else:
+        source = {"dataset": args.dataset, "root": args.root}
+    with _open(source, args) as searcher:
+        yield searcher
+
+
+@contextmanager
+def _open(source: str | dict[str, str], args: argparse.Namespace) -> Iterator[ClipSearcher]:
+    """A searcher for a folder, ``hf:<repo>`` or ``{"dataset", "root"}``, model flags applied."""
+    if isinstance(source, dict):
+        with _open_dataset(source["dataset"], source["root"]) as searcher:
+            yield _with_model_flags(searcher, args)
+    elif source.startswith("hf:"):
+        searcher = ClipSearcher.from_hub(source[3:], revision=getattr(args, "revision", None))
+        yield _with_model_flags(searcher, args)
+    else:
+        yield _with_model_flags(ClipSearcher.open(source), args)
+
+
+@contextmanager
+def _open_dataset(dataset: str, root: str) -> Iterator[ClipSearcher]:
+    if not root.startswith("gs://"):
+        yield ClipSearcher.open(Path(root) / dataset)
+        return
+    from clip_assets.search.stored import open_stored
+    from resources.storage import storage_for_root
+
+    with open_stored(storage_for_root(root), dataset) as searcher:
+        yield searcher
+
+
+def _with_model_flags(searcher: ClipSearcher, args: argparse.Namespace) -> ClipSearcher:
+    model = searcher.model.override(model_name=args.model, device=args.device)
+    if args.pretrained is not None:
+        pretrained = None if args.pretrained.lower() == "none" else args.pretrained
+        model = replace(model, pretrained=pretrained)
+    searcher.model = model
+    return searcher
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_search, _add_serve]
+
+if __name__ == "__main__":
+    sys.exit(main())
