@@ -2,11 +2,12 @@
 doubles"), driven by the real ``huggingface_hub.HfApi`` with ``HF_HUB_DISABLE_XET=1``.
 
 Speaks: ``POST /api/repos/create``, ``POST /api/validate-yaml``, and for dataset repos
-``preupload``, ``commit`` (NDJSON: header, file, lfsFile, deletedFile, deletedFolder), ``tree``
-and repo info, plus the git-LFS batch endpoint with the basic transfer (a PUT to this server,
-then a verify). Enough for ``create_repo(exist_ok=True)``, ``upload_folder``, ``create_commit``,
-``preupload_lfs_files`` and ``list_repo_files``. Not spoken: Xet, multipart LFS, pull requests,
-branches other than ``main``, downloads (``resolve``), model and space repos.
+``preupload``, ``commit`` (NDJSON: header, file, lfsFile, deletedFile, deletedFolder), ``tree``,
+repo info and ``resolve`` (HEAD/GET a file, at the branch or a commit id), plus the git-LFS
+batch endpoint with the basic transfer (a PUT to this server, then a verify). Enough for
+``create_repo(exist_ok=True)``, ``upload_folder``, ``create_commit``, ``preupload_lfs_files``,
+``list_repo_files`` and, to read a repo back, ``hf_hub_download``/``snapshot_download``. Not
+spoken: Xet, multipart LFS, pull requests, branches other than ``main``, model and space repos.
 
 Committed files land content-addressed under ``root`` (see ``hub_store``); ``files()`` maps each
 path of a commit to its stored bytes so a test can compare them with what it uploaded. With
@@ -20,9 +21,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: request lines would only clutter test output."""
 
@@ -123,7 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
                     if needs_auth:
                         self._check_auth(hub)
                     groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    self._send(200, handler(self, hub, body, **groups))
+                    answer = handler(self, hub, body, **groups)
+                    if isinstance(answer, _File):
+                        self._send_file(answer, with_body=method == "GET")
+                    else:
+                        self._send(200, answer)
                     return
             raise HubError(404, f"no route for {method} {split.path}")
         except HubError as err:
@@ -156,6 +166,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_file(self, answer: _File, with_body: bool) -> None:
+        # The Hub's headers for a file: its etag is the sha256 for LFS, the git blob id else.
+        blob = answer.blob
+        self.send_response(200)
+        self.send_header("Content-Length", str(blob.size))
+        self.send_header("ETag", f'"{blob.sha256 if blob.lfs else blob.git_oid}"')
+        self.send_header("X-Repo-Commit", answer.commit)
+        self.end_headers()
+        if with_body:
+            with answer.path.open("rb") as f:
+                shutil.copyfileobj(f, self.wfile, 1 << 20)
 
     # --- endpoints: each takes (hub, body, **path groups) and returns the JSON answer ---
 
@@ -236,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
         recursive = self.query.get("recursive", "false").lower() == "true"
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         entries: dict[str, dict] = {}
-        for file, blob in sorted(hub.store.repo(repo, rev).tree.items()):
+        for file, blob in sorted(hub.store.snapshot(repo, rev)[1].items()):
             if not file.startswith(prefix):
                 continue
             parts = file[len(prefix) :].split("/")
@@ -250,13 +272,30 @@ class _Handler(BaseHTTPRequestHandler):
         return list(entries.values())
 
     def info(self, hub: HubServer, body: bytes, repo: str, rev: str = BRANCH) -> dict:
-        target = hub.store.repo(repo, rev)
-        siblings = [{"rfilename": p} for p in sorted(target.tree)]
-        return {"id": repo, "sha": target.head, "private": target.private, "siblings": siblings}
+        oid, tree = hub.store.snapshot(repo, rev)
+        siblings = [{"rfilename": p} for p in sorted(tree)]
+        private = hub.store.repo(repo).private
+        return {"id": repo, "sha": oid, "private": private, "siblings": siblings}
+
+    def resolve(self, hub: HubServer, body: bytes, repo: str, rev: str, path: str) -> _File:
+        oid, tree = hub.store.snapshot(repo, rev)
+        blob = tree.get(path)
+        if blob is None:
+            raise HubError(404, f"Entry not found: {path}", code="EntryNotFound")
+        return _File(hub.store.object_path(blob.sha256), blob, oid)
 
     def _no_pr(self) -> None:
         if self.query.get("create_pr"):
             raise HubError(400, "this stand-in does not open pull requests")
+
+
+@dataclass(frozen=True)
+class _File:
+    """A stored file to send as the answer, with the commit it was resolved at."""
+
+    path: Path
+    blob: Blob
+    commit: str
 
 
 def _file_entry(path: str, blob: Blob) -> dict:
@@ -276,6 +315,8 @@ _ROUTES: list[tuple[str, str, _Endpoint, bool]] = [
     ("GET", rf"/api/datasets/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", _Handler.tree, True),
     ("GET", rf"/api/datasets/{_REPO}(?:/revision/(?P<rev>[^/]+))?", _Handler.info, True),
     ("POST", rf"/datasets/{_REPO}\.git/info/lfs/objects/batch", _Handler.lfs_batch, True),
+    ("GET", rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve, True),
+    ("HEAD", rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve, True),
     ("PUT", rf"/lfs/{_OID}", _Handler.lfs_put, False),
     ("POST", rf"/lfs/{_OID}/verify", _Handler.lfs_verify, True),
 ]

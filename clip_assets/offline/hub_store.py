@@ -113,6 +113,7 @@ class HubStore:
             return repo
 
     def repo(self, repo_id: str, revision: str = BRANCH) -> Repo:
+        """The repo, to change ``revision``: only its branch can take commits."""
         with self._lock:
             repo = self.repos.get(repo_id)
         if repo is None:
@@ -120,6 +121,15 @@ class HubStore:
         if revision != BRANCH:
             raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
         return repo
+
+    def snapshot(self, repo_id: str, revision: str) -> tuple[str, dict[str, Blob]]:
+        """The commit id and files of ``revision``, the branch or any commit id, to read."""
+        repo = self.repo(repo_id)
+        with self._lock:
+            for oid, _, tree in reversed(repo.commits):
+                if revision in (oid, BRANCH):
+                    return oid, tree
+        raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
 
     def upload_mode(self, path: str, size: int, sample: bytes) -> str:
         """``lfs`` for big, binary or LFS-pattern files, ``regular`` otherwise (the Hub's rule)."""

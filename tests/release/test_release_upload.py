@@ -7,6 +7,8 @@ import logging
 import traceback
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import TOKEN
 from huggingface_hub import HfApi
@@ -108,3 +110,30 @@ def test_token_never_in_errors_or_logs(
     assert wrong not in caplog.text
     out, err = capfd.readouterr()
     assert wrong not in out + err
+
+
+def test_published_release_downloads_and_searches(
+    inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
+) -> None:
+    """What users do with the repo: snapshot_download it, open it, find a vector's own row."""
+    from huggingface_hub import snapshot_download
+
+    from clip_assets.search import ClipSearcher
+
+    release = tmp_path / "release"
+    stage_release(inputs, release, rows_per_file=6)
+    upload_release(release, REPO, TOKEN, endpoint=hub.url)
+    cache = tmp_path / "cache"
+    folder = Path(
+        snapshot_download(REPO, repo_type="dataset", cache_dir=cache, endpoint=hub.url, token=TOKEN)
+    )
+    downloaded = staged_files(folder)
+    downloaded.pop(".gitattributes")
+    assert downloaded == staged_files(release)
+    # faiss and image.index share one blob in the cache: clip back's name costs no disk.
+    assert (folder / "faiss").resolve() == (folder / "image.index").resolve()
+
+    searcher = ClipSearcher.open(folder)
+    data = pq.read_table(release / "data" / "train-00002-of-00004.parquet")
+    hit = searcher.search(np.array([data.column("embedding")[1].as_py()], np.float32), k=1)[0][0]
+    assert (hit.id, hit.url, hit.caption) == (13, data.column("url")[1].as_py(), "caption 13")
