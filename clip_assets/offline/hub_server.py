@@ -124,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for verb, pattern, handler, needs_auth in _ROUTES:
                 match = re.fullmatch(pattern, split.path)
-                if verb == method and match:
+                if method in verb.split() and match:
                     body = None if method == "PUT" else read_body(self.rfile, self._length())
                     if needs_auth:
                         self._check_auth(hub)
@@ -305,9 +305,8 @@ def _file_entry(path: str, blob: Blob) -> dict:
     return entry
 
 
-_Endpoint = Callable[..., Any]
-#: (method, path pattern, handler, needs the token)
-_ROUTES: list[tuple[str, str, _Endpoint, bool]] = [
+#: (methods, path pattern, handler, needs the token)
+_ROUTES: list[tuple[str, str, Callable[..., Any], bool]] = [
     ("POST", r"/api/repos/create", _Handler.create_repo, True),
     ("POST", r"/api/validate-yaml", _Handler.validate_yaml, True),
     ("POST", rf"/api/datasets/{_REPO}/preupload/(?P<rev>[^/]+)", _Handler.preupload, True),
@@ -315,8 +314,7 @@ _ROUTES: list[tuple[str, str, _Endpoint, bool]] = [
     ("GET", rf"/api/datasets/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", _Handler.tree, True),
     ("GET", rf"/api/datasets/{_REPO}(?:/revision/(?P<rev>[^/]+))?", _Handler.info, True),
     ("POST", rf"/datasets/{_REPO}\.git/info/lfs/objects/batch", _Handler.lfs_batch, True),
-    ("GET", rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve, True),
-    ("HEAD", rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve, True),
+    ("GET HEAD", rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve, True),
     ("PUT", rf"/lfs/{_OID}", _Handler.lfs_put, False),
     ("POST", rf"/lfs/{_OID}/verify", _Handler.lfs_verify, True),
 ]
