@@ -1,0 +1,40 @@
+"""What every asset of one dataset's graph shares: its spec, partitions and asset keys."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import AssetKey, BackfillPolicy, DynamicPartitionsDefinition
+
+from clip_assets.registry import DatasetSpec
+
+#: Partitions one backfill run serves: the model and client pools load once per run.
+PARTITIONS_PER_RUN = 16
+CACHE_ENV = "CLIP_ASSETS_CACHE"
+
+
+@dataclass(frozen=True)
+class DatasetGraph:
+    """One dataset's asset graph: keys ``<ds>/<stage>``, partitions ``<ds>_shards``."""
+
+    spec: DatasetSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def partitions(self) -> DynamicPartitionsDefinition:
+        return DynamicPartitionsDefinition(name=f"{self.spec.name}_shards")
+
+    @property
+    def backfill_policy(self) -> BackfillPolicy:
+        return BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN)
+
+    def key(self, stage: str) -> AssetKey:
+        return AssetKey([self.spec.name, stage])
+
+
+def cache_dir() -> Path:
+    """Local cache for source files fetched from GCS (the Hub uses its own cache)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "clip-assets")).expanduser()

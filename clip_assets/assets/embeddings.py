@@ -1,0 +1,64 @@
+"""``<ds>/embeddings``: L2-normalised CLIP image embeddings of a slice's ``ok`` images."""
+
+import json
+import time
+
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from clip_assets import __version__, paths
+from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.assets.partition_runs import run_partitions
+from clip_assets.embed.stage import embed_images
+from resources.clip_model import ClipModelResource
+from resources.storage import StorageResource
+
+#: Parquet schema metadata key holding the model identity, so later stages (and anyone
+#: reading the file) know which model made the vectors.
+MODEL_IDENTITY_KEY = b"clip_assets.model"
+
+
+def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
+    spec = graph.spec
+
+    @asset(
+        key=graph.key("embeddings"),
+        deps=[graph.key("images")],
+        partitions_def=graph.partitions,
+        backfill_policy=graph.backfill_policy,
+        group_name=spec.name,
+        kinds={"pytorch", "parquet"},
+        code_version=__version__,
+        pool="gpu",
+    )
+    def embeddings(
+        context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource
+    ) -> MaterializeResult:
+        """CLIP image embeddings of the slice's images with status ``ok``.
+
+        Reads: ``<ds>/images/<partition>.parquet``. Writes:
+        ``<ds>/embeddings/<partition>.parquet`` (uid, url, embedding[dim]), L2-normalised, rows
+        in images order, with the model identity in the file's schema metadata. Guarantees:
+        only ``ok`` rows are embedded; the model is loaded once for all partitions of the run.
+        """
+        encoder = clip_model.get_encoder()
+        identity = json.dumps(encoder.identity, sort_keys=True).encode()
+
+        def materialize_one(key: str) -> dict:
+            images = storage.read_table(paths.images(spec.name, key))
+            started = time.monotonic()
+            table = embed_images(images, encoder, dtype=clip_model.output_dtype)
+            elapsed = time.monotonic() - started
+            table = table.replace_schema_metadata({MODEL_IDENTITY_KEY: identity})
+            storage.write_table(paths.embeddings(spec.name, key), table)
+            return {
+                "dagster/row_count": table.num_rows,
+                "images_in": images.num_rows,
+                "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else None,
+                "dim": encoder.dim,
+                "model": MetadataValue.json(encoder.identity),
+                "path": MetadataValue.path(storage.uri(paths.embeddings(spec.name, key))),
+            }
+
+        return run_partitions(context, materialize_one)
+
+    return embeddings

@@ -1,0 +1,61 @@
+"""``<ds>/id_mapping``: faiss id -> uid, url, caption, consistent with the index."""
+
+import json
+
+import pyarrow as pa
+from clip_assets.index.mapping import build_id_mapping
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from clip_assets import __version__, paths
+from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS
+from resources.storage import StorageResource
+
+
+def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
+    spec = graph.spec
+
+    @asset(
+        key=graph.key("id_mapping"),
+        deps=[graph.key("faiss_index"), graph.key("metadata")],
+        group_name=spec.name,
+        kinds={"parquet"},
+        code_version=__version__,
+        automation_condition=REBUILD_ON_NEW_INPUTS,
+    )
+    def id_mapping(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
+        """The row each faiss id stands for.
+
+        Reads: ``<ds>/index/shards.json`` (the partitions the index holds, in id order), those
+        partitions' embeddings (uid, url) and metadata (caption). Writes:
+        ``<ds>/id_mapping/<n>.parquet`` (i, uid, url, text). Guarantees: ids 0..n-1 exactly
+        once, in order; id i is row i of the index's partition order, by construction.
+        """
+        manifest = json.loads(storage.read_bytes(f"{paths.index_dir(spec.name)}/shards.json"))
+
+        def embeddings_of(key: str) -> pa.Table:
+            return storage.read_table(paths.embeddings(spec.name, key), columns=["uid", "url"])
+
+        def captions_of(key: str) -> pa.Table:
+            return storage.read_table(paths.metadata(spec.name, key), columns=["uid", "text"])
+
+        prefix = paths.id_mapping_dir(spec.name)
+        written: list[str] = []
+        rows = 0
+        for number, chunk in enumerate(build_id_mapping(manifest, embeddings_of, captions_of)):
+            path = f"{prefix}/{number:05d}.parquet"
+            storage.write_table(path, chunk)
+            written.append(path)
+            rows += chunk.num_rows
+        for stale in set(storage.list(prefix)) - set(written):
+            storage.delete(stale)
+        context.log.info(f"id_mapping: {rows} ids in {len(written)} files")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "files": len(written),
+                "path": MetadataValue.path(storage.uri(prefix)),
+            }
+        )
+
+    return id_mapping

@@ -1,0 +1,64 @@
+"""``<ds>/metadata``: one source slice as normalised rows."""
+
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from clip_assets import __version__, paths
+from clip_assets.assets.dataset import DatasetGraph, cache_dir
+from clip_assets.assets.partition_runs import run_partitions
+from clip_assets.source.files import SourceFile, fetch_source_file
+from clip_assets.source.reader import read_slice
+from clip_assets.source.slices import manifest_from_json
+from resources.hub import HubResource
+from resources.storage import StorageResource
+
+
+def build_metadata_asset(graph: DatasetGraph) -> AssetsDefinition:
+    spec = graph.spec
+
+    @asset(
+        key=graph.key("metadata"),
+        deps=[graph.key("source")],
+        partitions_def=graph.partitions,
+        backfill_policy=graph.backfill_policy,
+        group_name=spec.name,
+        kinds={"parquet"},
+        code_version=__version__,
+    )
+    def metadata(
+        context: AssetExecutionContext, storage: StorageResource, hub: HubResource
+    ) -> MaterializeResult:
+        """Normalised URL rows of one source slice.
+
+        Reads: the partition manifest and the slice's rows of the source parquet file at the
+        version the manifest pinned. Writes: ``<ds>/metadata/<partition>.parquet``
+        (METADATA_SCHEMA). Guarantees: one row per source row, in source order, with the
+        source file, revision and row number of each.
+        """
+        manifest = manifest_from_json(storage.read_bytes(paths.manifest(spec.name)))
+
+        def materialize_one(key: str) -> dict:
+            if key not in manifest:
+                raise KeyError(
+                    f"partition {key} is not in {storage.uri(paths.manifest(spec.name))}; "
+                    "partitions are added by the discovery sensor (or `clip-assets discover`)"
+                )
+            piece = manifest[key]
+            listed = SourceFile(piece.file, piece.version, piece.revision, size=0)
+            local = fetch_source_file(spec, listed, cache_dir(), token=hub.token)
+            table = read_slice(spec, piece, local)
+            storage.write_table(paths.metadata(spec.name, key), table)
+            return {
+                "dagster/row_count": table.num_rows,
+                "source_file": piece.file,
+                "source_revision": piece.revision or "",
+                "rows": f"{piece.start}..{piece.stop}",
+                "path": MetadataValue.path(storage.uri(paths.metadata(spec.name, key))),
+            }
+
+        return run_partitions(
+            context,
+            materialize_one,
+            lambda done: {"rows_in_run": sum(m["dagster/row_count"] for m in done.values())},
+        )
+
+    return metadata

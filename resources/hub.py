@@ -1,0 +1,27 @@
+"""Access to the Hugging Face Hub: the token for gated sources and for publishing."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class HubResource(ConfigurableResource):
+    """Hugging Face Hub settings.
+
+    Reads: ``token`` (give it as ``EnvVar("HF_TOKEN")``, so it is never stored in run config
+    or shown in the UI). Writes: nothing by itself. Guarantees: ``release_repo`` empty means
+    releases are staged only, never uploaded; the token is never logged.
+    """
+
+    token: str | None = Field(default=None, description="Hub token, from EnvVar('HF_TOKEN').")
+    release_repo: str | None = Field(
+        default=None, description="Dataset repo id to publish to, e.g. 'me/datacomp-small-clip'."
+    )
+    private: bool = Field(default=True, description="Create the release repo private.")
+    endpoint: str | None = Field(default=None, description="Hub endpoint; None = the public Hub.")
+    license: str = Field(default="cc-by-4.0", description="License written into the card.")
+
+    @property
+    def can_publish(self) -> bool:
+        return bool(self.release_repo and self.token)

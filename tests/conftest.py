@@ -1,0 +1,58 @@
+"""Shared stand-ins: a loopback image site, a tiny CLIP model, pipeline resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clip_assets.offline.image_server import ImageServer
+from clip_assets.offline.sample import SampleSite, sample_site
+from clip_assets.offline.weights import install_tiny_model
+from resources.clip_model import ClipModelResource
+from resources.downloader import DownloaderResource
+from resources.hub import HubResource
+from resources.storage import LocalStorage
+
+
+@pytest.fixture(scope="session")
+def tiny_model_name(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A two-layer open_clip model with ViT-B-32's preprocessing and 512-d output."""
+    return install_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def site() -> SampleSite:
+    return sample_site(good=20, slow_s=3.0)
+
+
+@pytest.fixture(scope="session")
+def image_server(site: SampleSite) -> Iterator[ImageServer]:
+    with ImageServer(site.routes) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def make_resources():
+    """Builds resources for a test run: local storage, the tiny model, short download limits."""
+    return pipeline_resources
+
+
+def pipeline_resources(root: Path, model_name: str, **model: object) -> dict[str, object]:
+    return {
+        "storage": LocalStorage(root=str(root)),
+        "clip_model": ClipModelResource(
+            model_name=model_name, pretrained=None, batch_size=8, num_workers=1, **model
+        ),
+        "downloader": DownloaderResource(
+            connect_timeout_s=1.0,
+            read_timeout_s=1.0,
+            total_timeout_s=1.5,
+            retries=1,
+            backoff_base_s=0.05,
+            backoff_max_s=0.1,
+            workers=0,
+        ),
+        "hub": HubResource(),
+    }

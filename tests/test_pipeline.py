@@ -1,0 +1,183 @@
+"""The whole asset graph end to end through Dagster on a real instance, real HTTP, real faiss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance, materialize
+from huggingface_hub import DatasetCard
+
+from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.definitions import dataset_assets
+from clip_assets.embed import model as embed_model
+from clip_assets.offline.datacomp import write_datacomp_shard
+from clip_assets.offline.image_server import ImageServer
+from clip_assets.offline.sample import SampleSite
+from clip_assets.registry import DatasetSpec
+from clip_assets.runner import run_dataset
+from clip_assets.search.stored import open_stored
+from resources.clip_model import ClipModelResource
+
+EXPECTED_FAILURES = {
+    "/broken/missing.jpg": ("failed", "http_404"),
+    "/broken/error.jpg": ("failed", "http_500"),
+    "/broken/page.jpg": ("failed", "not_an_image"),
+    "/broken/truncated.jpg": ("failed", "truncated_image"),
+    "/broken/slow.jpg": ("failed", "timeout"),
+    "/broken/changed.jpg": ("hash_mismatch", "sha256_mismatch"),
+}
+
+
+@pytest.fixture(scope="module")
+def built(
+    tmp_path_factory, site: SampleSite, image_server: ImageServer, tiny_model_name, make_resources
+):
+    """One full run over 2 partitions, shared by the assertions below."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    rows = site.rows(image_server)
+    write_datacomp_shard(tmp / "source", rows)
+    spec = DatasetSpec(
+        name="sample",
+        source=str(tmp / "source"),
+        rows_per_partition=(len(rows) + 1) // 2,
+        allowed_hosts=("127.0.0.1",),
+    )
+    resources = make_resources(tmp / "data", tiny_model_name)
+    instance = DagsterInstance.ephemeral()
+    loads_before = embed_model.load_count()
+    run = run_dataset(spec, resources, instance, log=lambda _: None)
+    return {
+        "spec": spec,
+        "root": tmp / "data" / "sample",
+        "rows": rows,
+        "run": run,
+        "instance": instance,
+        "resources": resources,
+        "loads": embed_model.load_count() - loads_before,
+        "server": image_server,
+    }
+
+
+def test_two_partitions_materialised_in_one_run(built) -> None:
+    assert len(built["run"].partitions) == 2
+    assert built["run"].partition_runs == 1 and not built["run"].failed_ranges
+    graph = DatasetGraph(built["spec"])
+    for stage in ("metadata", "images", "embeddings"):
+        done = built["instance"].get_materialized_partitions(graph.key(stage))
+        assert done == set(built["run"].partitions), stage
+    for stage in ("faiss_index", "id_mapping", "hf_release"):
+        assert built["instance"].get_latest_materialization_event(graph.key(stage)) is not None
+
+
+def test_every_input_row_appears_once_with_a_status(built) -> None:
+    images = pq.read_table(built["root"] / "images").to_pylist()
+    by_url = {row["url"]: row for row in images}
+    assert len(images) == len(built["rows"]) == len(by_url)
+    assert [row["url"] for row in images] == [row.url for row in built["rows"]]
+    server = built["server"]
+    for path, (status, reason) in EXPECTED_FAILURES.items():
+        row = by_url[server.url(path)]
+        assert (row["status"], row["reason"]) == (status, reason), path
+    ok = [row for row in images if row["status"] == "ok"]
+    assert len(ok) == 20
+    assert all(row["reason"] is None and row["sha256_ok"] for row in ok)
+    assert all(min(row["width"], row["height"]) == 256 for row in ok)
+
+
+def test_embeddings_unit_norm_512_and_only_ok_rows(built) -> None:
+    table = pq.read_table(built["root"] / "embeddings")
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    assert vectors.shape == (20, 512)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    images = pq.read_table(built["root"] / "images")
+    ok_uids = [
+        u
+        for u, s in zip(images["uid"].to_pylist(), images["status"].to_pylist(), strict=True)
+        if s == "ok"
+    ]
+    assert table.column("uid").to_pylist() == ok_uids
+
+
+def test_model_loaded_once_per_run(built) -> None:
+    # One load for the partitions' run (two partitions), one for the index run's text queries.
+    assert built["loads"] == 2
+
+
+def test_id_mapping_covers_ids_once_and_matches_the_index(built) -> None:
+    mapping = pq.read_table(built["root"] / "id_mapping").to_pylist()
+    assert [row["i"] for row in mapping] == list(range(20))
+    embeddings = pq.read_table(built["root"] / "embeddings")
+    assert [row["uid"] for row in mapping] == embeddings.column("uid").to_pylist()
+    metadata = {r["uid"]: r["text"] for r in pq.read_table(built["root"] / "metadata").to_pylist()}
+    assert all(row["text"] == metadata[row["uid"]] for row in mapping)
+
+
+def test_query_with_a_stored_embedding_returns_that_image_first(built) -> None:
+    embeddings = pq.read_table(built["root"] / "embeddings")
+    vectors = np.stack(embeddings.column("embedding").to_numpy(zero_copy_only=False))
+    with open_stored(built["resources"]["storage"], "sample") as searcher:
+        results = searcher.search(vectors[[3, 11]], k=5)
+        assert [hits[0].url for hits in results] == [
+            embeddings.column("url")[3].as_py(),
+            embeddings.column("url")[11].as_py(),
+        ]
+        assert results[0][0].similarity == pytest.approx(1.0, abs=1e-3)
+        text_hits = searcher.search_texts(["a picture of red circles"], k=3)[0]
+        assert len(text_hits) == 3
+
+
+def test_release_folder_has_the_layout_and_the_card(built) -> None:
+    release = built["root"] / "release"
+    names = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert {"faiss", "index_infos.json", "README.md"} <= names
+    assert any(n.startswith("data/") and n.endswith(".parquet") for n in names)
+    assert any(n.startswith("id_mapping/") and n.endswith(".parquet") for n in names)
+    data = pq.read_table(release / "data")
+    assert data.column_names[:3] == ["id", "url", "embedding"]
+    card = DatasetCard.load(release / "README.md")
+    configs = {c["config_name"] for c in card.data.to_dict()["configs"]}
+    assert configs == {"embeddings", "id_mapping"}
+    infos = json.loads((release / "index_infos.json").read_text())
+    assert "recall" in json.dumps(infos)
+
+
+def test_rerun_of_a_partition_is_idempotent(built) -> None:
+    key = built["run"].partitions[0]
+    path = built["root"] / "images" / f"{key}.parquet"
+    before = pq.read_table(path).drop_columns(["attempts"])
+    graph = DatasetGraph(built["spec"])
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("metadata"), graph.key("images")],
+        partition_key=key,
+    )
+    assert result.success
+    assert pq.read_table(path).drop_columns(["attempts"]).equals(before)
+
+
+def test_failed_partition_leaves_no_partial_file(built, tmp_path: Path) -> None:
+    key = built["run"].partitions[1]
+    graph = DatasetGraph(built["spec"])
+    folder = built["root"] / "embeddings"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    resources = dict(built["resources"])
+    missing = tmp_path / "no-such-weights.safetensors"
+    resources["clip_model"] = ClipModelResource(model_name="ViT-B-32", pretrained=str(missing))
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=resources,
+        selection=[graph.key("embeddings")],
+        partition_key=key,
+        raise_on_error=False,
+    )
+    assert not result.success
+    errors = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    assert any(str(missing) in message for message in errors)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -1,0 +1,82 @@
+"""The discovery sensor adds partitions and runs for new source files, and nothing otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import (
+    AddDynamicPartitionsRequest,
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
+
+from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.assets.discovery import contiguous_runs
+from clip_assets.definitions import build_definitions
+from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
+from clip_assets.registry import DatasetSpec
+from clip_assets.sensors import RANGE_END_TAG, RANGE_START_TAG
+from resources.hub import HubResource
+from resources.storage import LocalStorage
+
+
+def _rows(n: int, offset: int) -> list[SampleRow]:
+    return [
+        SampleRow(url=f"http://127.0.0.1:9/{i}.jpg", text=f"t{i}")
+        for i in range(offset, offset + n)
+    ]
+
+
+def _tick(defs, name: str, instance: DagsterInstance, resources: dict):
+    """One sensor evaluation, with its partition additions applied as the daemon would."""
+    sensor = defs.get_sensor_def(name)
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        result = sensor(context)
+    if isinstance(result, SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            if isinstance(request, AddDynamicPartitionsRequest):
+                instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+    return result
+
+
+def test_sensor_adds_partitions_and_runs_only_for_new_files(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_datacomp_shard(source, _rows(50, 0))
+    spec = DatasetSpec(name="local", source=str(source), rows_per_partition=20)
+    resources = {"storage": LocalStorage(root=str(tmp_path / "data")), "hub": HubResource()}
+    defs = build_definitions([spec], resources=resources)
+    graph = DatasetGraph(spec)
+    instance = DagsterInstance.ephemeral()
+
+    first = _tick(defs, "local_discover_shards", instance, resources)
+    assert isinstance(first, SensorResult)
+    keys = instance.get_dynamic_partitions(graph.partitions.name)
+    assert len(keys) == 3 and keys == sorted(keys)
+    [request] = first.run_requests
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (keys[0], keys[-1])
+    assert set(request.asset_selection) == {
+        graph.key("metadata"),
+        graph.key("images"),
+        graph.key("embeddings"),
+    }
+
+    assert isinstance(_tick(defs, "local_discover_shards", instance, resources), SkipReason)
+
+    write_datacomp_shard(source, _rows(5, 1000))
+    third = _tick(defs, "local_discover_shards", instance, resources)
+    assert isinstance(third, SensorResult)
+    [new] = third.run_requests
+    assert new.partition_key not in keys
+    assert len(instance.get_dynamic_partitions(graph.partitions.name)) == 4
+
+
+def test_contiguous_runs_group_neighbours_up_to_the_limit() -> None:
+    order = ["a", "b", "c", "d", "e", "f"]
+    assert contiguous_runs(order, ["a", "b", "c", "e", "f"], 2) == [
+        ("a", "b"),
+        ("c", "c"),
+        ("e", "f"),
+    ]
+    assert contiguous_runs(order, [], 4) == []
