@@ -103,13 +103,12 @@ def _model(model: dict[str, Any], dim: int) -> str:
 
 
 def _preprocessing(model: dict[str, Any], download: dict[str, Any]) -> str:
-    resize = download.get("resize") or {}
-    resize_text = ", ".join(f"{k}={v}" for k, v in resize.items()) or "not recorded"
-    clip = model.get("preprocessing") or "the model's own open_clip transform"
+    resize = _describe(download.get("resize")) or "not recorded"
+    clip = _describe(model.get("preprocessing")) or "the model's own open_clip transform"
     return f"""
 ## Preprocessing
 
-1. Download: each URL fetched once; the image decoded, resized ({resize_text}) and re-encoded
+1. Download: each URL fetched once; the image decoded, resized ({resize}) and re-encoded
    as JPEG.
 2. CLIP: {clip}; the image embedding is divided by its L2 norm.
 """
@@ -225,6 +224,13 @@ def _pairs(value: Any) -> list[tuple[str, Any]]:
         return []
     items = value.items() if isinstance(value, dict) else (tuple(v) for v in value)
     return sorted(((str(k), v) for k, v in items), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _describe(value: Any) -> str:
+    """A settings dict as ``k=v, ...``; text as is; nothing as ``""``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value) if value else ""
 
 
 def _number(value: Any) -> Any:

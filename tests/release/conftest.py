@@ -89,6 +89,7 @@ def make_inputs(root: Path, **overrides: object) -> ReleaseInputs:
             "weights_sha256": "f" * 64,
             "precision": "fp32",
             "device": "cpu",
+            "preprocessing": {"resize": 224, "crop": "center", "normalize": "openai"},
         },
         "download": {
             "attempted": 30,

@@ -102,6 +102,8 @@ def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_pat
         "0123abcd",
         "0.1.0+abc1234",
         "L2-normalised",
+        "mode=shortest_side, size=256",
+        "resize=224, crop=center, normalize=openai",
         'ClipSearcher.from_hub("org/tiny-sample-clip")',
     ):
         assert fact in card.text, fact
