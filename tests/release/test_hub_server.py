@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from release_samples import TOKEN
 
 from clip_assets.offline.hub_server import HubServer
 

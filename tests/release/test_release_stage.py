@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
 from huggingface_hub import DatasetCard, metadata_load
+from release_samples import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
 
 from clip_assets.release.stage import ReleaseInputs, stage_release
 from clip_assets.release.tables import ReleaseError

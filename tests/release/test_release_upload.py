@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import TOKEN
 from huggingface_hub import HfApi
+from release_samples import TOKEN
 
 from clip_assets.offline.hub_server import HubServer
 from clip_assets.release.stage import ReleaseInputs, stage_release
