@@ -2,8 +2,9 @@
 
 Opens every layout ``layout.locate`` knows (our storage, our release, Fondant's, clip back's)
 from a local folder or a Hugging Face dataset repo. Queries are L2-normalised before searching,
-so on an inner-product index of unit vectors the similarity is the cosine; on Fondant's
-un-normalised index it is the inner product with a unit query (ranking is unaffected).
+so on an inner-product index of unit vectors the similarity is the cosine. Fondant's index
+holds un-normalised vectors: there the score is the inner product with a unit query (the
+cosine times the stored vector's norm), ranked exactly as Fondant's own index ranks it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from clip_assets.search.id_mapping import IdMapping
 from clip_assets.search.index_reader import read_index, similarity
 from clip_assets.search.layout import IndexFiles, download_from_hub, locate
 from clip_assets.search.model import QueryModel, load_encoder
+
+#: How deep deduplicating searches may look, in multiples of k.
+DEDUP_FETCH_FACTOR = 16
 
 
 @dataclass(frozen=True)
@@ -126,21 +130,26 @@ class ClipSearcher:
         """The ``k`` nearest neighbours of each row of ``embeddings`` (shape ``(n, dim)``).
 
         With ``deduplicate``, a result whose url or uid already appeared higher in the same
-        list is dropped and the list is refilled from further neighbours.
+        list is dropped and the list is refilled from further neighbours (looking at most
+        ``DEDUP_FETCH_FACTOR * k`` deep, so a heavily repeated url cannot make one query scan
+        the whole index). Lists are shorter than ``k`` only when the index runs out.
         """
         queries = self._prepare(embeddings)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         k = min(k, len(self))
-        fetch = k if not deduplicate else min(len(self), 2 * k)
+        if k == 0:
+            return [[] for _ in queries]
+        deepest = min(len(self), DEDUP_FETCH_FACTOR * k) if deduplicate else k
+        fetch = min(deepest, 2 * k) if deduplicate else k
         while True:
             scores, ids = self.index.search(queries, fetch)
             results = [
                 self._results(s, i, k, deduplicate) for s, i in zip(scores, ids, strict=True)
             ]
-            if not deduplicate or fetch >= len(self) or all(len(r) == k for r in results):
+            if fetch >= deepest or all(len(r) == k for r in results):
                 return results
-            fetch = min(len(self), 4 * fetch)
+            fetch = min(deepest, 4 * fetch)
 
     def search_texts(
         self, texts: list[str], k: int = 10, *, deduplicate: bool = False

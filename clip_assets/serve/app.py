@@ -150,10 +150,18 @@ def create_app(
     page = resources.files("clip_assets.serve").joinpath("static/index.html").read_text("utf-8")
 
     async def body(request: Request) -> dict[str, Any]:
+        limit = service.limits.max_body_bytes
+        too_big = ApiError(f"request body is over {limit} bytes", 413)
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > service.limits.max_body_bytes:
-            raise ApiError(f"request body is over {service.limits.max_body_bytes} bytes", 413)
-        return parse_json(await request.body(), service.limits)
+        if declared.isdigit() and int(declared) > limit:
+            raise too_big
+        # Counted as the bytes arrive: a chunked body declares no length up front.
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise too_big
+        return parse_json(bytes(data), service.limits)
 
     async def knn_service(request: Request) -> Response:
         query = parse_knn(await body(request), service.limits)

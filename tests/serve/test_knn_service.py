@@ -190,6 +190,9 @@ def test_oversize_body_and_image_url(
 ) -> None:
     response = strict_client.post("/knn-service", content=b" " * (2 * 1024 * 1024))
     assert response.status_code == 413
+    chunked = (b" " * 65536 for _ in range(40))  # no Content-Length: counted as it streams
+    response = strict_client.post("/knn-service", content=chunked)
+    assert response.status_code == 413
     with TestClient(app) as client:  # private URLs allowed, 10 MiB limit; the body is 30 MB
         body = {"image_url": gallery_server.url("/huge.jpg"), "indice_name": "gallery"}
         response = client.post("/knn-service", content=json.dumps(body))
