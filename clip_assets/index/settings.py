@@ -1,0 +1,57 @@
+"""Knobs of the index build (``faiss_index`` asset), one frozen object so a build is reproducible.
+
+The memory/key knobs are autofaiss's own (same names, same meaning); the tuning and growth knobs
+are ours, because autofaiss tunes for a latency budget instead of a recall target and has no
+incremental mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How to choose, build, tune and measure the index.
+
+    Attributes:
+        max_index_memory_usage: upper bound on the index size (autofaiss's knob); it decides
+            between HNSW, IVF-Flat and compressed ``OPQ..,IVF..,PQ..`` keys.
+        current_memory_available: memory the build may use (autofaiss's knob); bounds the
+            number of IVF training vectors.
+        index_key: a faiss ``index_factory`` key that overrides autofaiss's choice.
+        metric_type: ``"ip"`` (cosine on our unit-norm embeddings) or ``"l2"``.
+        nb_cores: faiss OpenMP threads for build and measurement; ``None`` keeps faiss's default.
+        should_be_memory_mappable: restrict the choice to keys whose data can be mmapped.
+        recall_target: recall@``recall_k`` the tuner must reach at the least latency.
+        recall_k: the k of that target.
+        query_count: sampled image embeddings used for tuning, and as many again, disjoint,
+            held out for the reported recall.
+        latency_queries: single-vector searches timed for p50/p99.
+        incremental_add_max_share: largest share of new vectors a trained IVF index takes
+            without retraining; past it the index is rebuilt.
+        min_vectors_for_ivf: below this, memory-mappable builds use ``Flat`` instead of an IVF
+            whose centroids could not be trained meaningfully.
+        batch_rows: rows read from parquet at a time (bounds the streaming memory).
+        seed: sampling seed (training and query samples), so rebuilds are repeatable.
+    """
+
+    max_index_memory_usage: str = "16G"
+    current_memory_available: str = "32G"
+    index_key: str | None = None
+    metric_type: Literal["ip", "l2"] = "ip"
+    nb_cores: int | None = None
+    should_be_memory_mappable: bool = False
+    recall_target: float = 0.95
+    recall_k: int = 10
+    query_count: int = 500
+    latency_queries: int = 300
+    incremental_add_max_share: float = 0.2
+    min_vectors_for_ivf: int = 1_000
+    batch_rows: int = 65_536
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy, recorded in ``index_infos.json`` so a build says how it was made."""
+        return asdict(self)
