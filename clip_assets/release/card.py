@@ -92,12 +92,13 @@ In every folder, row k of the files concatenated in name order is faiss id k.
 
 def _model(model: dict[str, Any], dim: int) -> str:
     rows = [
-        ("open_clip model", model.get("model_name")),
+        ("open_clip model", _model_name(model)),
         ("pretrained tag", model.get("pretrained")),
         ("weights sha256", model.get("weights_sha256")),
         ("precision", model.get("precision")),
         ("device", model.get("device")),
         ("embedding dimension", dim),
+        ("open_clip version", model.get("open_clip_version")),
     ]
     return "## Model\n\n" + _table(("", ""), rows)
 
@@ -163,7 +164,7 @@ def _lineage(inputs: ReleaseInputs) -> str:
 
 def _usage(inputs: ReleaseInputs) -> str:
     repo = inputs.repo_id or "<repo_id>"
-    model = inputs.model.get("model_name") or "ViT-B-32"
+    model = _model_name(inputs.model) or "ViT-B-32"
     pretrained = inputs.model.get("pretrained") or "laion2b_s34b_b79k"
     return f"""
 ## How to query
@@ -210,6 +211,11 @@ so the Hub stores them once and the Hugging Face cache keeps one blob for both),
 `{{"{inputs.dataset}": "<downloaded folder>"}}` in the indices json and run `clip-retrieval back`
 with the same CLIP model; it reads `image.index` and `metadata/*.parquet` (`url`, `caption`).
 """
+
+
+def _model_name(model: dict[str, Any]) -> str | None:
+    # The embeddings stage records ``model``; model.json files may say ``model_name``.
+    return model.get("model_name") or model.get("model")
 
 
 def _table(header: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:

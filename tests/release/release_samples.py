@@ -74,12 +74,13 @@ def make_inputs(root: Path, **overrides: object) -> ReleaseInputs:
         "embeddings": embeddings,
         "id_mapping": mapping,
         "model": {
-            "model_name": "ViT-B-32",
+            "model": "ViT-B-32",  # the shape of ClipEncoder.identity
             "pretrained": "laion2b_s34b_b79k",
             "weights_sha256": "f" * 64,
             "precision": "fp32",
             "device": "cpu",
             "preprocessing": {"resize": 224, "crop": "center", "normalize": "openai"},
+            "open_clip_version": "3.2.0",
         },
         "download": {
             "attempted": 30,

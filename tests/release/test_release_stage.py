@@ -94,6 +94,7 @@ def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_pat
     assert card.data.license == "cc-by-4.0"
     assert "image-feature-extraction" in card.data.task_categories
     for fact in (
+        "| open_clip model | ViT-B-32 |",
         "laion2b_s34b_b79k",
         "f" * 64,
         "70.0%",
