@@ -101,6 +101,14 @@ def test_model_json_is_read_and_flags_override(release_dir: Path, storage_dir: P
     assert ClipSearcher.open(release_dir, model=chosen).model == chosen
 
 
+def test_model_json_may_be_an_encoder_identity() -> None:
+    """The pipeline writes ``ClipEncoder.identity`` (``model``, not ``model_name``); the
+    device it was embedded on does not decide where queries run."""
+    identity = {"model": "ViT-B-16", "pretrained": "openai", "device": "cuda:0", "dim": 512}
+    assert QueryModel.from_json(identity) == QueryModel("ViT-B-16", "openai", "auto")
+    assert QueryModel.from_json({}) == QueryModel("ViT-B-32", "laion2b_s34b_b79k", "auto")
+
+
 def test_folder_without_index_says_what_it_expected(tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match="index/faiss"):
         locate(tmp_path)

@@ -6,8 +6,11 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+from clip_assets.offline.image_server import ImageServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -54,6 +57,16 @@ def test_page_runs_a_query_and_shows_an_image_grid(live_url: str, tmp_path: Path
     chromium(tmp_path, page, f"--screenshot={screenshot}", "--window-size=1200,900")
     assert screenshot.stat().st_size > 10_000
     print(f"search page screenshot: {screenshot}")
+
+
+def test_page_queries_by_image_url(
+    live_url: str, gallery_server: ImageServer, tmp_path: Path
+) -> None:
+    query = quote(gallery_server.url("/5.jpg"), safe="")
+    dom = chromium(tmp_path, f"{live_url}/?image_url={query}&index=gallery&k=4", "--dump-dom")
+    cards = re.findall(r'<figure class="result[^"]*" data-id="(\d+)">', dom)
+    assert len(cards) == 4
+    assert cards[0] == "5"
 
 
 def test_page_shows_the_service_error(live_url: str, tmp_path: Path) -> None:
