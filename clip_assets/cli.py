@@ -24,7 +24,9 @@ from clip_assets.search import ClipSearcher, SearchResult
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="clip-assets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="clip-assets", description="Search and serve the CLIP indices clip-assets builds."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
