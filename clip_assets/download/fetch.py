@@ -114,7 +114,7 @@ class Fetcher:
     async def _attempt(self, target: Target) -> Fetched:
         """One try: follows up to ``max_redirects`` redirects, checking every hop."""
         for hop in range(self._settings.max_redirects + 1):
-            _, refused = await self._resolver.pin(target)
+            _, refused = await self._resolver.check(target)
             if refused:
                 return Fetched(reason=refused)
             async with self._host_slot(target.host), self._global:

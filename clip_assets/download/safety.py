@@ -1,11 +1,12 @@
-"""Which URLs we may fetch, and which address we connect to.
+"""Which URLs we may fetch, and which addresses we connect to.
 
-``parse_url`` refuses anything but http(s) URLs with a host. ``Resolver.pin`` resolves the host
-once, refuses private, loopback, link-local, multicast, reserved and unspecified addresses
-(unless allowed by the settings), and returns the checked IP so the caller connects to exactly
-that address: a second lookup by the HTTP client could otherwise be answered differently (DNS
-rebinding). Both run before every connection, including after each redirect. Nothing here
-opens a socket.
+``parse_url`` refuses anything but http(s) URLs with a host. ``Resolver.check`` resolves the
+host once, refuses it when any of its addresses is private, loopback, link-local, multicast,
+reserved or unspecified (unless the settings allow it), and caches the answer.
+``GuardedBackend`` is the HTTP client's only way to open a TCP connection, and it connects
+only to addresses ``check`` approved, from that cache: a second lookup could otherwise be
+answered differently (DNS rebinding). Both run before every connection, including after each
+redirect. Nothing here opens a socket except ``GuardedBackend.connect_tcp``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def is_public(address: str) -> bool:
 class Resolver:
     """Resolves and checks hosts for one event loop; caches answers for the run.
 
-    ``pin`` returns the IP to connect to, or a reason (``private_address``, ``dns_error``).
+    ``check`` returns the addresses that may be connected to, ``pin`` the first of them, each
+    with a reason instead when refused (``private_address``, ``dns_error``).
     """
 
     def __init__(self, settings: DownloadSettings) -> None:
@@ -75,13 +77,18 @@ class Resolver:
 
     async def pin(self, target: Target) -> tuple[str | None, str | None]:
         """``(ip, None)`` when ``target`` may be fetched, ``(None, reason)`` otherwise."""
+        addresses, reason = await self.check(target)
+        return (addresses[0], None) if addresses else (None, reason)
+
+    async def check(self, target: Target) -> tuple[list[str], str | None]:
+        """Every address of ``target`` when all may be connected to, else ``([], reason)``."""
         addresses = await self._lookup(target.host, target.port)
         if isinstance(addresses, str):
-            return None, addresses
+            return [], addresses
         trusted = self._settings.allow_private_addresses or target.host in self._allowed
         if not trusted and not all(is_public(a) for a in addresses):
-            return None, reasons.PRIVATE_ADDRESS
-        return addresses[0], None
+            return [], reasons.PRIVATE_ADDRESS
+        return addresses, None
 
     async def _lookup(self, host: str, port: int) -> list[str] | str:
         key = (host, port)
@@ -122,11 +129,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        """Connects to the checked IP of ``host``; raises ``RefusedAddress`` otherwise."""
-        ip, reason = await self._resolver.pin(Target(httpx.URL(), host.lower(), port))
-        if ip is None:
+        """Connects to the first reachable checked address of ``host`` (a host may publish an
+        IPv6 address this machine cannot reach); raises ``RefusedAddress`` if it is refused."""
+        addresses, reason = await self._resolver.check(Target(httpx.URL(), host.lower(), port))
+        if not addresses:
             raise RefusedAddress(reason or reasons.PRIVATE_ADDRESS)
-        return await self._inner.connect_tcp(ip, port, timeout, local_address, socket_options)
+        for ip in addresses[:-1]:
+            try:
+                return await self._inner.connect_tcp(
+                    ip, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        return await self._inner.connect_tcp(
+            addresses[-1], port, timeout, local_address, socket_options
+        )
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         """Unix sockets are never a web host."""

@@ -166,3 +166,21 @@ def test_guarded_backend_refuses_at_connect_time(settings) -> None:
     with pytest.raises(httpx.ConnectError) as caught:
         asyncio.run(connect())
     assert isinstance(caught.value.__context__, RefusedAddress)
+
+
+def test_guarded_backend_falls_back_to_the_next_checked_address(settings) -> None:
+    """A host may publish an address that does not answer; the next one is tried."""
+
+    class TwoAddresses(Resolver):
+        @staticmethod
+        async def _resolve(host: str, port: int) -> list[str]:
+            return ["127.0.0.2", "127.0.0.1"]  # nothing listens on .2: refused at once
+
+    async def fetch(url: str) -> int:
+        backend = GuardedBackend(TwoAddresses(replace(settings, allow_private_addresses=True)))
+        async with httpx.AsyncClient() as client:
+            client._transport._pool._network_backend = backend
+            return (await client.get(url)).status_code
+
+    with ImageServer({"/a.jpg": image(JPEG)}) as srv:
+        assert asyncio.run(fetch(f"http://two.test:{srv.port}/a.jpg")) == 200
