@@ -10,6 +10,7 @@ unless private ones are allowed (tests, a local demo). Connections go through th
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
 
 import httpcore
@@ -68,7 +69,17 @@ async def fetch_image_async(
 
 def fetch_image(url: str, **kwargs: float | int | bool) -> bytes:
     """``fetch_image_async`` for synchronous callers (the CLI, the Python API)."""
-    return asyncio.run(fetch_image_async(url, **kwargs))  # type: ignore[arg-type]
+
+    def fetch() -> bytes:
+        return asyncio.run(fetch_image_async(url, **kwargs))  # type: ignore[arg-type]
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fetch()
+    # Called from inside an event loop (a notebook, say): asyncio.run needs a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fetch).result()
 
 
 async def _checked(resolver: Resolver, url: str) -> Target:
