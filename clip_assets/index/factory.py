@@ -10,7 +10,11 @@ on the whole chain (checked by :func:`create_index`), so only the *choice* is le
 from __future__ import annotations
 
 import faiss
-from autofaiss.external.optimize import get_optimal_index_keys_v2, get_optimal_train_size
+from autofaiss.external.optimize import (
+    get_optimal_index_keys_v2,
+    get_optimal_train_size,
+    index_key_to_nb_cluster,
+)
 
 from clip_assets.index.settings import IndexSettings
 
@@ -60,7 +64,12 @@ def training_size(nb_vectors: int, key: str, dim: int, settings: IndexSettings) 
     key has product-quantizer codebooks, which need far more points than a small IVF."""
     size = 0
     if "IVF" in key or "IMI" in key:
-        size = int(get_optimal_train_size(nb_vectors, key, settings.current_memory_available, dim))
+        try:
+            size = int(
+                get_optimal_train_size(nb_vectors, key, settings.current_memory_available, dim)
+            )
+        except ZeroDivisionError:  # autofaiss has no memory model for this key (e.g. IVF_HNSW,Flat)
+            size = 100 * index_key_to_nb_cluster(key)
     if "PQ" in key or "IVF" not in key:
         size = max(size, PQ_TRAINING_VECTORS)
     return min(nb_vectors, size)
