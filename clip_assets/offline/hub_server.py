@@ -68,7 +68,9 @@ class HubServer:
         return f"http://{host}:{port}"
 
     def __enter__(self) -> HubServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
