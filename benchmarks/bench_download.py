@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -134,9 +135,18 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="worker processes, both tools")
     parser.add_argument("--i2d-threads", default="32,64,128", help="img2dataset thread counts")
     parser.add_argument("--our-concurrency", default="64", help="our in-flight request limits")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for this script, the server and both tools (negative needs root): "
+        "keeps other work on a shared machine from skewing the comparison",
+    )
     parser.add_argument("--skip-ours", action="store_true", help="peer side only")
     parser.add_argument("--keep", type=Path, help="keep outputs in this folder")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # inherited by every child: server and both tools alike
 
     pool = h.image_pool(args.pool)
     work = Path(tempfile.mkdtemp(prefix="bench-download-", dir=args.keep))

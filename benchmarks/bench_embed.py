@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -155,7 +156,9 @@ def run_ours(images: Path, out: Path, args: argparse.Namespace, hf_home: Path) -
     )
 
 
-def run_clip_retrieval(files: Path, out: Path, args: argparse.Namespace, weights: Path) -> Result:
+def run_clip_retrieval(
+    files: Path, out: Path, args: argparse.Namespace, weights: Path, workers: int
+) -> Result:
     """``clip-retrieval inference`` from the peers venv on the files folder."""
     cmd = [
         str(h.PEERS_PYTHON.with_name("clip-retrieval")),
@@ -164,7 +167,7 @@ def run_clip_retrieval(files: Path, out: Path, args: argparse.Namespace, weights
         f"--output_folder={out}",
         "--input_format=files",
         f"--batch_size={args.batch_size}",
-        f"--num_prepro_workers={args.workers}",
+        f"--num_prepro_workers={workers}",
         "--enable_text=False",
         "--enable_metadata=False",
         f"--clip_model=open_clip:ViT-B-32/{weights}",
@@ -176,7 +179,7 @@ def run_clip_retrieval(files: Path, out: Path, args: argparse.Namespace, weights
     loop = sum(float(s["total_duration"]) for s in stats)
     return Result(
         "clip-retrieval",
-        f"cpu fp32 batch={args.batch_size} prepro_workers={args.workers} jit={args.jit}",
+        f"cpu fp32 batch={args.batch_size} prepro_workers={workers} jit={args.jit}",
         n,
         measured.wall_s,
         measured.cpu_s,
@@ -184,6 +187,12 @@ def run_clip_retrieval(files: Path, out: Path, args: argparse.Namespace, weights
         measured.peak_pss_mb,
         measured.peak_rss_mb,
     )
+
+
+def peer_embeddings(output_folder: Path) -> np.ndarray:
+    """clip-retrieval's image embeddings, in the sorted file order (= our row order)."""
+    parts = sorted((output_folder / "img_emb").glob("*.npy"))
+    return np.concatenate([np.load(p) for p in parts])
 
 
 def main() -> None:
@@ -206,9 +215,22 @@ def main() -> None:
         default="False",
         help="clip-retrieval's use_jit (its default is False)",
     )
+    parser.add_argument(
+        "--peer-workers",
+        help="clip-retrieval num_prepro_workers to try, comma-separated (default: --workers)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for this script, the server and both tools (negative needs root): "
+        "keeps other work on a shared machine from skewing the comparison",
+    )
     parser.add_argument("--skip-peer", action="store_true", help="our side only (e.g. on GPU)")
     parser.add_argument("--keep", type=Path, help="keep outputs in this existing folder")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # inherited by every child: server and both tools alike
 
     from clip_assets.offline.weights import install_pretrained_standin
 
@@ -227,24 +249,24 @@ def main() -> None:
 
     results = [run_ours(images_path, work / "ours.parquet", args, hf_home)]
     print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
-    if not args.skip_peer:
-        results.append(run_clip_retrieval(files, work / "clip-retrieval", args, weights))
+    peer_workers = [int(w) for w in (args.peer_workers or str(args.workers)).split(",")]
+    for workers in [] if args.skip_peer else peer_workers:
+        out = work / f"clip-retrieval-{workers}"
+        results.append(run_clip_retrieval(files, out, args, weights, workers))
         print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
 
     print(f"\nViT-B-32 (random weights, real checkpoint name), N={args.n}")
     print(h.table([r.row() for r in results], HEADER))
-    if len(results) == 2:
-        ours, peer = results
+    if len(results) >= 2:
+        ours, peer = results[0], max(results[1:], key=lambda r: r.n / r.wall_s)
         print(
-            f"\nratio clip-assets / clip-retrieval: "
+            f"\nratio clip-assets / clip-retrieval (its best: {peer.config}): "
             f"{(ours.n / ours.wall_s) / (peer.n / peer.wall_s):.2f}x images/s whole command, "
             f"{(ours.n / ours.loop_s) / (peer.n / peer.loop_s):.2f}x embedding loop, "
             f"{(ours.n / ours.cpu_s) / (peer.n / peer.cpu_s):.2f}x images per CPU-second"
         )
         mine = np.stack(pq.read_table(work / "ours.parquet")["embedding"].to_numpy(False))
-        theirs = np.concatenate(
-            [np.load(p) for p in sorted((work / "clip-retrieval" / "img_emb").glob("*.npy"))]
-        )
+        theirs = peer_embeddings(work / f"clip-retrieval-{peer_workers[0]}")
         cosine = np.sum(mine * theirs, axis=1)
         print(
             f"cosine(ours, clip-retrieval) per image: min {cosine.min():.5f}, "
