@@ -100,7 +100,7 @@ def test_huge_unannounced_body_is_cut_off_at_the_limit(settings) -> None:
         time.sleep(0.2)
         sent = srv.bytes_sent["/stream"]
     assert row["reason"] == "too_large"
-    assert sent < 25_000_000 and elapsed < 2.0
+    assert sent < 25_000_000 and elapsed < 5.0
 
 
 def test_drip_feeding_server_is_cut_off_at_the_total_limit(settings) -> None:
@@ -110,7 +110,7 @@ def test_drip_feeding_server_is_cut_off_at_the_total_limit(settings) -> None:
         row = download_one(srv.url("/drip"), fast)
         elapsed = time.monotonic() - start
     assert (row["status"], row["reason"]) == ("failed", "timeout")
-    assert 0.55 < elapsed < 1.5
+    assert 0.55 < elapsed < 2.5  # cut at 0.6 s; the whole body would take minutes
 
 
 def test_never_answering_server_times_out_and_is_retried(settings) -> None:
