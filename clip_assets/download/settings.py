@@ -19,12 +19,15 @@ class DownloadSettings:
     """How the images stage fetches, checks and re-encodes one shard.
 
     Limits: ``concurrency`` requests in flight over the whole shard, at most
-    ``per_host_concurrency`` of them to one host (both split evenly across worker processes).
+    ``per_host_concurrency`` of them to one host (both split evenly across worker processes),
+    spread over httpx clients of ``connections_per_client`` connections each.
     Time: ``connect_timeout_s`` to open a connection, ``read_timeout_s`` of silence while
-    reading, ``total_timeout_s`` for one attempt from first byte sent to last byte read (this
-    is what stops drip-feeding servers). Retries: ``retries`` extra attempts for transient
-    failures, sleeping ``min(backoff_max_s, backoff_base_s * 2**n)`` with full jitter, or the
-    server's ``Retry-After`` when it is larger (capped at ``retry_after_max_s``).
+    reading, ``total_timeout_s`` for one HTTP request (each redirect hop is one) from connect
+    to last byte read: this is what stops drip-feeding servers.
+    Retries: ``retries`` extra attempts for transient failures, sleeping a random time up to
+    ``min(backoff_max_s, backoff_base_s * 2**n)``, or the server's ``Retry-After`` when that is
+    longer; a ``Retry-After`` beyond ``retry_after_max_s`` is not waited for in this run (the
+    row stays a transient failure for ``retry_failed``).
     ``hash_policy``: "flag" keeps the image and sets status ``hash_mismatch``; "drop" sets the
     same status without image bytes; "ignore" never compares. ``allowed_hosts`` lists hosts
     or IP literals that may be private/loopback anyway (tests use ``("127.0.0.1",)``);
