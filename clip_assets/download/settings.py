@@ -32,7 +32,8 @@ class DownloadSettings:
     same status without image bytes; "ignore" never compares. ``allowed_hosts`` lists hosts
     or IP literals that may be private/loopback anyway (tests use ``("127.0.0.1",)``);
     ``allow_private_addresses`` lifts the address check entirely. ``workers``: processes that
-    each run an event loop and their own decoder (``None`` = one per CPU core, 0 = in-process);
+    each run an event loop and their own decoder (``None`` = one per CPU core, 0 or 1 = in
+    this process, with decoding on two threads);
     shards smaller than ``min_rows_per_worker`` per worker use fewer processes or none.
     """
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clip_assets.download.pipeline import Job, Row, run_jobs
+from clip_assets.download.pipeline import Emit, Job, Row, run_jobs
 from clip_assets.download.reasons import TRANSIENT_REASONS
 from clip_assets.download.settings import DownloadSettings
 from clip_assets.download.workers import run_parallel
@@ -125,7 +125,7 @@ def _processes(n_jobs: int, settings: DownloadSettings) -> int:
     return max(0, min(wanted, n_jobs // max(1, settings.min_rows_per_worker)))
 
 
-def _in_this_process(jobs: Sequence[Job], settings: DownloadSettings, emit) -> None:
+def _in_this_process(jobs: Sequence[Job], settings: DownloadSettings, emit: Emit) -> None:
     def run() -> None:
         run_jobs(
             jobs,
@@ -181,9 +181,10 @@ def _table(metadata: pa.Table, rows: Sequence[Row | None]) -> pa.Table:
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         raise RuntimeError(f"{len(missing)} rows got no result (first: {missing[0]})")
+    urls = metadata["url"] if "url" in metadata.column_names else pa.nulls(len(rows))
     columns: dict[str, object] = {
-        "uid": metadata["uid"],
-        "url": metadata["url"] if "url" in metadata.column_names else [None] * len(rows),
+        "uid": metadata["uid"].cast(pa.string()),
+        "url": urls.cast(pa.string()),
     }
     for field in IMAGES_SCHEMA:
         if field.name not in columns:
