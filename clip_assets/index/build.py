@@ -65,6 +65,63 @@ def _reconstruction_error_pct(index: faiss.Index, vectors: np.ndarray) -> float 
     return 100.0 * float(reconstruction_error(vectors, decoded))
 
 
+def _measure(
+    index: faiss.Index,
+    truth: np.ndarray,
+    samples: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    settings: IndexSettings,
+    k: int,
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Tune on the tuning queries (and text), then measure recall on the held-out ones.
+
+    ``samples`` maps ``tune``/``eval``/``text`` to (vectors, own ids or None); ``truth`` holds
+    their exact neighbours in that order. Returns the chosen params and the recall/tuning infos.
+    """
+    sets, start = {}, 0
+    for role, (vectors, own) in samples.items():
+        name = "text" if role == "text" else "image"
+        sets[role] = QuerySet(name, vectors, truth[start : start + len(vectors)], own)
+        start += len(vectors)
+    tuned = tune_search_params(
+        index,
+        [sets["tune"], sets["text"]],
+        target=settings.recall_target,
+        k=k,
+        latency_queries=settings.latency_queries,
+    )
+    recall = {
+        qs.name: {
+            "queries": len(qs.vectors),
+            "held_out": role == "eval",
+            **search_recall(index, qs.vectors, qs.exact, qs.self_ids, k),
+        }
+        for role, qs in sets.items()
+        if role != "tune" and len(qs.vectors)
+    }
+    return tuned.params, {
+        "recall_k": k,
+        "recall@1": recall["image"]["recall@1"],
+        f"recall@{k}": recall["image"][f"recall@{k}"],
+        "recall": {**recall, "definition": RECALL_DEFINITION},
+        "tuning": {
+            "target": settings.recall_target,
+            "k": k,
+            "target_met": tuned.target_met,
+            "queries": {"image": len(sets["tune"].vectors), "text": len(sets["text"].vectors)},
+            "curve": tuned.curve,
+        },
+    }
+
+
+def _write_index(index: faiss.Index, out_dir: Path) -> int:
+    """Write ``out_dir/faiss`` atomically; returns its size in bytes."""
+    path = out_dir / INDEX_NAME
+    tmp = path.with_name(INDEX_NAME + ".tmp")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
 def build_index(
     shards: Sequence[EmbeddingShard],
     out_dir: Path,
@@ -89,7 +146,6 @@ def build_index(
     n = sum(entry.rows for entry in entries)
     if n == 0:
         raise ValueError("the shards hold no embeddings")
-    metric = METRICS[settings.metric_type]
     texts = np.zeros((0, dim), np.float32) if text_queries is None else text_queries
     texts = np.ascontiguousarray(texts, dtype=np.float32)
     if texts.ndim != 2 or texts.shape[1] != dim:
@@ -105,8 +161,7 @@ def build_index(
         index, key, key_reason = plan.index, plan.index_key, "kept from the previous build"
     train_ids = np.zeros(0, np.int64)
     if not index.is_trained:
-        size = training_size(n, key, dim, settings)
-        train_ids = np.sort(rng.choice(n, size, replace=False))
+        train_ids = rng.choice(n, training_size(n, key, dim, settings), replace=False)
 
     # Pass 1: training and query vectors together.
     tick = time.perf_counter()
@@ -120,10 +175,11 @@ def build_index(
         timings["train"] = time.perf_counter() - tick
     del sample  # the training sample can be most of the memory budget
 
-    # Pass 2: add (only the new ids when growing) and accumulate exact neighbours.
+    # Pass 2: add (only the new ids when growing) and accumulate exact neighbours. One extra
+    # neighbour per query, because an image query's own id is dropped from both result lists.
     k = min(settings.recall_k, n - 1)
     queries = np.concatenate([tune_q, eval_q, texts])
-    exact = ExactNeighbors(queries, k + 1, metric) if k > 0 else None
+    exact = ExactNeighbors(queries, k + 1, METRICS[settings.metric_type]) if k > 0 else None
     tick = time.perf_counter()
     for first_id, vectors in iter_vectors(shards, dim, settings.batch_rows):
         if exact is not None:
@@ -134,60 +190,19 @@ def build_index(
     if index.ntotal != n:
         raise RuntimeError(f"index holds {index.ntotal} vectors, shards {n}")
 
-    infos: dict[str, Any] = {}
-    if exact is not None:
-        truth = exact.result()
-        nt, ne = len(tune_q), len(eval_q)
-        tune_set = QuerySet("image", tune_q, truth[:nt], tune_ids)
-        eval_set = QuerySet("image", eval_q, truth[nt : nt + ne], eval_ids)
-        text_set = QuerySet("text", texts, truth[nt + ne :], None)
+    search_params: dict[str, int] = {}
+    measured: dict[str, Any] = {}
+    if exact is not None:  # else a single vector: nothing to recall
         tick = time.perf_counter()
-        tuned = tune_search_params(
-            index,
-            [tune_set, text_set],
-            target=settings.recall_target,
-            k=k,
-            latency_queries=settings.latency_queries,
-        )
+        samples = {"tune": (tune_q, tune_ids), "eval": (eval_q, eval_ids), "text": (texts, None)}
+        search_params, measured = _measure(index, exact.result(), samples, settings, k)
         timings["tune"] = time.perf_counter() - tick
-        recall = {
-            qs.name: {
-                "queries": len(qs.vectors),
-                "held_out": qs is eval_set,
-                **search_recall(index, qs.vectors, qs.exact, qs.self_ids, k),
-            }
-            for qs in (eval_set, text_set)
-            if len(qs.vectors)
-        }
-        infos.update(
-            {
-                "recall_k": k,
-                "recall@1": recall["image"]["recall@1"],
-                f"recall@{k}": recall["image"][f"recall@{k}"],
-                "recall": {**recall, "definition": RECALL_DEFINITION},
-                "tuning": {
-                    "target": settings.recall_target,
-                    "k": k,
-                    "target_met": tuned.target_met,
-                    "queries": {"image": len(tune_q), "text": len(texts)},
-                    "curve": tuned.curve,
-                },
-            }
-        )
-        search_params = tuned.params
-    else:  # a single vector: nothing to recall
-        search_params = {}
     latency = latency_ms(index, eval_q, max(k, 1), settings.latency_queries)
 
     tick = time.perf_counter()
-    index_path = out_dir / INDEX_NAME
-    tmp = index_path.with_name(INDEX_NAME + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, index_path)
+    size = _write_index(index, out_dir)
     write_manifest(entries, out_dir / MANIFEST_NAME)
     timings["write"] = time.perf_counter() - tick
-    size = index_path.stat().st_size
-
     infos = {
         "format": FORMAT,
         "index_key": key,
@@ -202,7 +217,7 @@ def build_index(
         "compression ratio": 4.0 * index.ntotal * dim / size,
         "metric_type": settings.metric_type,
         "search_params": search_params,
-        **infos,
+        **measured,
         "latency_ms": {**latency, "k": max(k, 1), "threads": faiss.omp_get_max_threads()},
         "mode": plan.mode,
         "mode_reason": plan.reason,

@@ -28,6 +28,11 @@ def choose_index_key(nb_vectors: int, dim: int, settings: IndexSettings) -> tupl
     """The faiss key to build and why: the override, else autofaiss's first choice for this size
     and memory budget (with ``Flat`` instead of an IVF too small to train)."""
     if settings.index_key:
+        if "IVF" in settings.index_key and index_key_to_nb_cluster(settings.index_key) > nb_vectors:
+            raise ValueError(
+                f"index_key {settings.index_key} has more IVF lists than the {nb_vectors} "
+                "vectors to train them; lower it or leave index_key unset"
+            )
         return settings.index_key, "settings.index_key override"
     keys = get_optimal_index_keys_v2(
         nb_vectors,

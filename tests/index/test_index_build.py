@@ -189,3 +189,9 @@ def test_hnsw_previous_build_is_rebuilt(tmp_path):
     infos = build_index(shards, tmp_path / "v2", settings(), previous=tmp_path / "v1")
     assert infos["mode"] == "rebuilt"
     assert "not a trained IVF" in infos["mode_reason"]
+
+
+def test_an_ivf_override_larger_than_the_data_is_a_clear_error(tmp_path):
+    shards, _ = write_shards(tmp_path / "emb", {"p0": 40}, DIM)
+    with pytest.raises(ValueError, match="more IVF lists than"):
+        build_index(shards, tmp_path / "index", settings(index_key="IVF64,Flat"))
