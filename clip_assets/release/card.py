@@ -10,6 +10,7 @@ it. The text depends only on its inputs (no dates), so a rerun renders the same 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -49,7 +50,7 @@ def front_matter(inputs: ReleaseInputs, rows: int) -> dict[str, Any]:
             _config("id_mapping", "id_mapping/*.parquet"),
         ],
     }
-    if inputs.source_repo:
+    if _is_hub_repo(inputs.source_repo):
         meta["source_datasets"] = [inputs.source_repo]
     return meta
 
@@ -64,11 +65,13 @@ def _size_category(rows: int) -> str:
 
 
 def _intro(inputs: ReleaseInputs, stats: dict[str, Any]) -> str:
-    source = f"[{inputs.source_repo}](https://huggingface.co/datasets/{inputs.source_repo})"
+    source = inputs.source_repo or inputs.dataset
+    if _is_hub_repo(source):
+        source = f"[{source}](https://huggingface.co/datasets/{source})"
     return f"""
 # {inputs.dataset}: CLIP image embeddings and faiss index
 
-CLIP image embeddings of the images of {source if inputs.source_repo else inputs.dataset} that
+CLIP image embeddings of the images of {source} that
 could be downloaded, with a faiss index over them: {stats["rows"]:,} vectors of dimension
 {stats["dim"]}. The layout is a superset of [{FONDANT_REPO}](https://huggingface.co/datasets/{FONDANT_REPO}),
 so code written for it works unchanged, and the folder is also a clip-retrieval `clip back`
@@ -109,8 +112,7 @@ def _preprocessing(model: dict[str, Any], download: dict[str, Any]) -> str:
     return f"""
 ## Preprocessing
 
-1. Download: each URL fetched once; the image decoded, resized ({resize}) and re-encoded
-   as JPEG.
+1. Download: each URL fetched once; the image decoded, resized and re-encoded ({resize}).
 2. CLIP: {clip}; the image embedding is divided by its L2 norm.
 """
 
@@ -133,7 +135,7 @@ def _index(infos: dict[str, Any]) -> str:
     latency = infos.get("latency_ms") or {}
     rows = [
         ("index type", infos.get("index_key")),
-        ("search parameters", infos.get("index_param") or infos.get("search_params")),
+        ("search parameters", infos.get("index_param") or infos.get("search_params") or None),
         ("vectors", infos.get("nb vectors")),
         ("size (bytes)", infos.get("size in bytes")),
     ]
@@ -211,6 +213,11 @@ so the Hub stores them once and the Hugging Face cache keeps one blob for both),
 `{{"{inputs.dataset}": "<downloaded folder>"}}` in the indices json and run `clip-retrieval back`
 with the same CLIP model; it reads `image.index` and `metadata/*.parquet` (`url`, `caption`).
 """
+
+
+def _is_hub_repo(source: str | None) -> bool:
+    """``org/name``, as opposed to a local folder or a bucket URL."""
+    return bool(source and re.fullmatch(r"[\w.-]+/[\w.-]+", source))
 
 
 def _model_name(model: dict[str, Any]) -> str | None:

@@ -156,3 +156,14 @@ def test_model_json_from_the_index_folder_wins(tmp_path: Path) -> None:
     (inputs.index_dir / "model.json").write_text('{"model_name": "ViT-L-14"}\n')
     stage_release(inputs, tmp_path / "release")
     assert (tmp_path / "release" / "model.json").read_text() == '{"model_name": "ViT-L-14"}\n'
+
+
+def test_card_of_a_local_source_links_nothing(tmp_path: Path) -> None:
+    """A local-folder source is named, not linked as if it were a Hub dataset."""
+    inputs = make_inputs(tmp_path / "store", source_repo="/data/my-urls", source_revision=None)
+    stage_release(inputs, tmp_path / "release")
+    card = DatasetCard.load(tmp_path / "release" / "README.md")
+    assert "source_datasets" not in card.data.to_dict()
+    assert "images of /data/my-urls that" in card.text
+    assert "huggingface.co/datasets//data" not in card.text
+    assert "`/data/my-urls` at revision `unknown`" in card.text
