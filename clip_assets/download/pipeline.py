@@ -58,6 +58,8 @@ async def _run(
     decode_threads: int,
 ) -> None:
     loop = asyncio.get_running_loop()
+    # DNS lookups run on the default executor; its few threads would serialise them.
+    loop.set_default_executor(ThreadPoolExecutor(min(concurrency, 64), thread_name_prefix="dns"))
     window = asyncio.Semaphore(2 * concurrency)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as decoder:
         async with Fetcher(settings, concurrency, per_host) as fetcher:

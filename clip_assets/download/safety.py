@@ -64,7 +64,7 @@ def is_public(address: str) -> bool:
 
 
 class Resolver:
-    """Resolves and checks hosts for one event loop; caches answers for the run.
+    """Resolves and checks hosts for one event loop; caches answers for its lifetime.
 
     ``check`` returns the addresses that may be connected to, ``pin`` the first of them, each
     with a reason instead when refused (``private_address``, ``dns_error``).
@@ -73,7 +73,7 @@ class Resolver:
     def __init__(self, settings: DownloadSettings) -> None:
         self._settings = settings
         self._allowed = {h.lower().strip("[]") for h in settings.allowed_hosts}
-        self._cache: dict[tuple[str, int], list[str] | str] = {}
+        self._cache: dict[tuple[str, int], asyncio.Future[list[str] | str]] = {}
 
     async def pin(self, target: Target) -> tuple[str | None, str | None]:
         """``(ip, None)`` when ``target`` may be fetched, ``(None, reason)`` otherwise."""
@@ -91,10 +91,13 @@ class Resolver:
         return addresses, None
 
     async def _lookup(self, host: str, port: int) -> list[str] | str:
+        # One lookup per host however many URLs wait on it; shielded so a request that
+        # times out does not cancel the answer the others are waiting for.
         key = (host, port)
-        if key not in self._cache:
-            self._cache[key] = await self._resolve(host, port)
-        return self._cache[key]
+        pending = self._cache.get(key)
+        if pending is None:
+            pending = self._cache[key] = asyncio.ensure_future(self._resolve(host, port))
+        return await asyncio.shield(pending)
 
     @staticmethod
     async def _resolve(host: str, port: int) -> list[str] | str:

@@ -184,3 +184,22 @@ def test_guarded_backend_falls_back_to_the_next_checked_address(settings) -> Non
 
     with ImageServer({"/a.jpg": image(JPEG)}) as srv:
         assert asyncio.run(fetch(f"http://two.test:{srv.port}/a.jpg")) == 200
+
+
+def test_one_dns_lookup_per_host_however_many_urls_wait(settings) -> None:
+    calls: list[str] = []
+
+    class Counting(Resolver):
+        @staticmethod
+        async def _resolve(host: str, port: int) -> list[str]:
+            calls.append(host)
+            await asyncio.sleep(0.05)
+            return ["93.184.216.34"]
+
+    async def check_many() -> list[tuple[list[str], str | None]]:
+        resolver = Counting(settings)
+        targets = [parse_url(f"http://example.com/{i}.jpg") for i in range(20)]
+        return await asyncio.gather(*(resolver.check(t) for t in targets))
+
+    answers = asyncio.run(check_many())
+    assert calls == ["example.com"] and answers[0] == (["93.184.216.34"], None)
