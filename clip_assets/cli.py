@@ -2,7 +2,8 @@
 
 Each subcommand is one ``_add_<name>`` function that registers its arguments and sets
 ``run``; adding a subcommand is one such function and one line in ``SUBCOMMANDS``. This module
-only parses and prints: the work lives in ``clip_assets.search`` and ``clip_assets.serve``.
+only parses and prints: the work lives in ``clip_assets.search``, ``clip_assets.serve`` and
+``clip_assets.pipeline_commands``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from clip_assets import pipeline_commands
 from clip_assets.search import ClipSearcher, SearchResult
 
 
@@ -247,7 +249,13 @@ def _with_model_flags(searcher: ClipSearcher, args: argparse.Namespace) -> ClipS
     return searcher
 
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_search, _add_serve]
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_search,
+    _add_serve,
+    pipeline_commands.add_demo,
+    pipeline_commands.add_run,
+    pipeline_commands.add_discover,
+]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,6 +20,7 @@ from clip_assets.assets.discovery import contiguous_runs, plan_partitions
 from clip_assets.definitions import dataset_assets
 from clip_assets.registry import DatasetSpec
 from clip_assets.sensors import RANGE_END_TAG, RANGE_START_TAG
+from clip_assets.source.files import HubAccess
 from resources.hub import HubResource
 from resources.storage import StorageResource
 
@@ -50,9 +51,9 @@ def run_dataset(
     graph = DatasetGraph(spec)
     storage: StorageResource = resources["storage"]  # type: ignore[assignment]
     hub = resources.get("hub")
-    token = hub.token if isinstance(hub, HubResource) else None
+    access = hub.access() if isinstance(hub, HubResource) else HubAccess()
     existing = list(instance.get_dynamic_partitions(graph.partitions.name))
-    plan = plan_partitions(spec, storage, existing, token)
+    plan = plan_partitions(spec, storage, existing, access)
     if plan.delete:
         for key in plan.delete:
             instance.delete_dynamic_partition(graph.partitions.name, key)

@@ -27,13 +27,11 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
     of metadata -> images -> embeddings for them, several partitions per run."""
     spec = graph.spec
     remote = spec.hub_repo is not None or spec.source.startswith("gs://")
-    selection = AssetSelection.assets(
-        graph.key("metadata"), graph.key("images"), graph.key("embeddings")
-    )
+    stages = [graph.key("metadata"), graph.key("images"), graph.key("embeddings")]
 
     @sensor(
         name=f"{spec.name}_discover_shards",
-        asset_selection=selection,
+        asset_selection=stages,
         minimum_interval_seconds=600 if remote else 30,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Adds a partition per new slice of {spec.source} and runs it.",
@@ -43,12 +41,13 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
     ) -> SensorResult | SkipReason:
         partitions = graph.partitions
         existing = list(context.instance.get_dynamic_partitions(partitions.name))
-        plan = plan_partitions(spec, storage, existing, hub.token)
+        plan = plan_partitions(spec, storage, existing, hub.access())
         if not (plan.add or plan.delete or plan.run):
             return SkipReason(f"{spec.source}: nothing new")
         order = [key for key in existing if key not in plan.delete] + plan.add
         run_requests = [
             RunRequest(
+                asset_selection=stages,
                 partition_key=first if first == last else None,
                 tags={} if first == last else {RANGE_START_TAG: first, RANGE_END_TAG: last},
             )

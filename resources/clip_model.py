@@ -58,12 +58,10 @@ class ClipModelResource(ConfigurableResource):
     num_workers: int = Field(default=2, description="Decode/preprocess workers.")
     output_dtype: str = Field(default="float32", description="float32 or float16 vectors.")
 
-    _encoder: ClipEncoder | None = PrivateAttr(default=None)
+    _encoders: dict[str, ClipEncoder] = PrivateAttr(default_factory=dict)
     _gpu_lock: IO[bytes] | None = PrivateAttr(default=None)
 
     def _resolve_device(self) -> str:
-        if self.device != "auto":
-            return self.device
         import torch
 
         if not torch.cuda.is_available():
@@ -78,22 +76,27 @@ class ClipModelResource(ConfigurableResource):
         index, self._gpu_lock = taken
         return f"cuda:{index}"
 
-    def get_encoder(self) -> ClipEncoder:
-        """The loaded encoder, loading it on first call."""
-        if self._encoder is None:
+    def get_encoder(self, device: str | None = None) -> ClipEncoder:
+        """The loaded encoder, loading it on first call.
+
+        ``device`` overrides the configured one: the index asset embeds a few hundred
+        captions on the CPU rather than take a GPU outside the ``gpu`` pool.
+        """
+        wanted = device or self.device
+        if wanted not in self._encoders:
             spec = ModelSpec(
                 model_name=self.model_name,
                 pretrained=self.pretrained,
-                device=self._resolve_device(),
+                device=self._resolve_device() if wanted == "auto" else wanted,
                 precision=self.precision,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
             )
-            self._encoder = ClipEncoder.load(spec)
-        return self._encoder
+            self._encoders[wanted] = ClipEncoder.load(spec)
+        return self._encoders[wanted]
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        self._encoder = None
+        self._encoders.clear()
         if self._gpu_lock is not None:
             self._gpu_lock.close()
             self._gpu_lock = None

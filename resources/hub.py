@@ -5,6 +5,8 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from clip_assets.source.files import HubAccess
+
 
 class HubResource(ConfigurableResource):
     """Hugging Face Hub settings.
@@ -21,6 +23,10 @@ class HubResource(ConfigurableResource):
     private: bool = Field(default=True, description="Create the release repo private.")
     endpoint: str | None = Field(default=None, description="Hub endpoint; None = the public Hub.")
     license: str = Field(default="cc-by-4.0", description="License written into the card.")
+
+    def access(self) -> HubAccess:
+        """Token and endpoint for reading sources from the Hub."""
+        return HubAccess(token=self.token, endpoint=self.endpoint)
 
     @property
     def can_publish(self) -> bool:

@@ -178,6 +178,8 @@ def test_failed_partition_leaves_no_partial_file(built, tmp_path: Path) -> None:
         raise_on_error=False,
     )
     assert not result.success
-    errors = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    errors = [
+        e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure
+    ]
     assert any(str(missing) in message for message in errors)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

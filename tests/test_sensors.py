@@ -14,7 +14,7 @@ from dagster import (
 
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.discovery import contiguous_runs
-from clip_assets.definitions import build_definitions
+from clip_assets.definitions import build_definitions, default_resources
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.registry import DatasetSpec
 from clip_assets.sensors import RANGE_END_TAG, RANGE_START_TAG
@@ -45,7 +45,11 @@ def test_sensor_adds_partitions_and_runs_only_for_new_files(tmp_path: Path) -> N
     source = tmp_path / "source"
     write_datacomp_shard(source, _rows(50, 0))
     spec = DatasetSpec(name="local", source=str(source), rows_per_partition=20)
-    resources = {"storage": LocalStorage(root=str(tmp_path / "data")), "hub": HubResource()}
+    resources = {
+        **default_resources(),
+        "storage": LocalStorage(root=str(tmp_path / "data")),
+        "hub": HubResource(),
+    }
     defs = build_definitions([spec], resources=resources)
     graph = DatasetGraph(spec)
     instance = DagsterInstance.ephemeral()

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from clip_assets import paths
 from clip_assets.registry import DatasetSpec
 from clip_assets.source.discover import discover_slices
+from clip_assets.source.files import HubAccess
 from clip_assets.source.slices import manifest_from_json, manifest_to_json
 from resources.storage import StorageResource
 
@@ -19,7 +20,7 @@ class PartitionPlan:
 
 
 def plan_partitions(
-    spec: DatasetSpec, storage: StorageResource, existing: list[str], token: str | None
+    spec: DatasetSpec, storage: StorageResource, existing: list[str], hub: HubAccess
 ) -> PartitionPlan:
     """Looks at the source, saves the updated manifest, and says what the instance lacks.
 
@@ -33,7 +34,7 @@ def plan_partitions(
         if storage.exists(manifest_path)
         else {}
     )
-    found = discover_slices(spec, known, token=token)
+    found = discover_slices(spec, known, hub)
     if found.added or found.changed or found.removed:
         storage.write_bytes(manifest_path, manifest_to_json(found.manifest))
     present = set(existing)

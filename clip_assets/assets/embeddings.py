@@ -3,12 +3,20 @@
 import json
 import time
 
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from clip_assets import __version__, paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.embed.stage import embed_images
+from clip_assets.index.checks import check_embeddings
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 
@@ -38,7 +46,8 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         Reads: ``<ds>/images/<partition>.parquet``. Writes:
         ``<ds>/embeddings/<partition>.parquet`` (uid, url, embedding[dim]), L2-normalised, rows
         in images order, with the model identity in the file's schema metadata. Guarantees:
-        only ``ok`` rows are embedded; the model is loaded once for all partitions of the run.
+        only ``ok`` rows are embedded; every vector is finite and unit-norm, or nothing is
+        written; the model is loaded once for all partitions of the run.
         """
         encoder = clip_model.get_encoder()
         identity = json.dumps(encoder.identity, sort_keys=True).encode()
@@ -48,6 +57,13 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
             started = time.monotonic()
             table = embed_images(images, encoder, dtype=clip_model.output_dtype)
             elapsed = time.monotonic() - started
+            passed, check = check_embeddings(table, dim=encoder.dim)
+            if not passed:
+                # Nothing is written: a NaN or off-norm vector must never reach the index.
+                raise Failure(
+                    description=f"{key}: embeddings are not finite unit vectors of {encoder.dim}",
+                    metadata={"check": MetadataValue.json(check)},
+                )
             table = table.replace_schema_metadata({MODEL_IDENTITY_KEY: identity})
             storage.write_table(paths.embeddings(spec.name, key), table)
             return {

@@ -22,7 +22,7 @@ from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.embeddings import MODEL_IDENTITY_KEY
 from clip_assets.index.build import build_index
 from clip_assets.index.settings import IndexSettings
-from clip_assets.index.shards import EmbeddingShard
+from clip_assets.index.shards import EmbeddingShard, ShardEntry, read_manifest
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 
@@ -52,6 +52,12 @@ def materialized_shards(storage: StorageResource, ds: str, keys: list[str]) -> l
     """Partition keys, in partition order, whose embeddings file exists."""
     stored = {paths.key_of(p) for p in storage.list(f"{ds}/embeddings")}
     return [key for key in sorted(keys) if key in stored]
+
+
+def indexed_shards(storage: StorageResource, ds: str) -> list[ShardEntry]:
+    """The partitions the current index holds, in faiss id order (from ``shards.json``)."""
+    payload = json.loads(storage.read_bytes(f"{paths.index_dir(ds)}/shards.json"))
+    return read_manifest(payload["shards"])
 
 
 def shared_model_identity(shards: list[EmbeddingShard]) -> dict:
@@ -122,7 +128,7 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
             if config.text_queries > 0:
                 captions = sample_captions(storage, spec.name, keys, config.text_queries)
                 if captions:
-                    text_queries = clip_model.get_encoder().encode_texts(captions)
+                    text_queries = clip_model.get_encoder(device="cpu").encode_texts(captions)
             previous = None
             if not config.rebuild and storage.exists(f"{index_prefix}/faiss"):
                 previous = Path(work) / "previous"

@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from clip_assets import __version__, paths
 from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS
+from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
 from clip_assets.release.stage import ReleaseInputs, stage_release
 from clip_assets.release.upload import upload_release
 from resources.downloader import DownloaderResource
@@ -89,8 +89,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
         otherwise records that it staged only. The token is never logged.
         """
         index_prefix = paths.index_dir(spec.name)
-        manifest = json.loads(storage.read_bytes(f"{index_prefix}/shards.json"))
-        keys = [entry["name"] for entry in manifest]
+        keys = [entry.name for entry in indexed_shards(storage, spec.name)]
         source_files, source_revisions = source_lineage(storage, spec.name, keys)
         resize = downloader.settings_for(spec.allowed_hosts)
         counts = download_counts(storage, spec.name, keys)

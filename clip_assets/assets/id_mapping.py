@@ -1,14 +1,12 @@
 """``<ds>/id_mapping``: faiss id -> uid, url, caption, consistent with the index."""
 
-import json
-
 import pyarrow as pa
-from clip_assets.index.mapping import build_id_mapping
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from clip_assets import __version__, paths
 from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS
+from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
+from clip_assets.index.mapping import build_id_mapping
 from resources.storage import StorageResource
 
 
@@ -31,7 +29,7 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``<ds>/id_mapping/<n>.parquet`` (i, uid, url, text). Guarantees: ids 0..n-1 exactly
         once, in order; id i is row i of the index's partition order, by construction.
         """
-        manifest = json.loads(storage.read_bytes(f"{paths.index_dir(spec.name)}/shards.json"))
+        manifest = indexed_shards(storage, spec.name)
 
         def embeddings_of(key: str) -> pa.Table:
             return storage.read_table(paths.embeddings(spec.name, key), columns=["uid", "url"])

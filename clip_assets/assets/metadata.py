@@ -44,7 +44,7 @@ def build_metadata_asset(graph: DatasetGraph) -> AssetsDefinition:
                 )
             piece = manifest[key]
             listed = SourceFile(piece.file, piece.version, piece.revision, size=0)
-            local = fetch_source_file(spec, listed, cache_dir(), token=hub.token)
+            local = fetch_source_file(spec, listed, cache_dir(), hub.access())
             table = read_slice(spec, piece, local)
             storage.write_table(paths.metadata(spec.name, key), table)
             return {

@@ -20,7 +20,7 @@ def build_source_asset(graph: DatasetGraph) -> SourceAsset:
         group_name=spec.name,
     )
     def source(hub: HubResource) -> ObserveResult:
-        files = list_source_files(spec, token=hub.token)
+        files = list_source_files(spec, hub.access())
         listing = "\n".join(f"{f.path}@{f.version}" for f in files)
         return ObserveResult(
             data_version=DataVersion(hashlib.sha256(listing.encode()).hexdigest()[:16]),

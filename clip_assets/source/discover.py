@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clip_assets.registry import DatasetSpec
-from clip_assets.source.files import count_rows, list_source_files
+from clip_assets.source.files import NO_HUB_ACCESS, HubAccess, count_rows, list_source_files
 from clip_assets.source.slices import ShardSlice, plan_slices
 
 
@@ -25,7 +25,7 @@ class Discovery:
 
 
 def discover_slices(
-    spec: DatasetSpec, known: dict[str, ShardSlice], token: str | None = None
+    spec: DatasetSpec, known: dict[str, ShardSlice], hub: HubAccess = NO_HUB_ACCESS
 ) -> Discovery:
     """Lists the source and plans slices for every file not yet known at its current version.
 
@@ -38,13 +38,13 @@ def discover_slices(
     added: list[str] = []
     changed: list[str] = []
     removed: list[str] = []
-    for file in list_source_files(spec, token=token):
+    for file in list_source_files(spec, hub):
         if (file.path, file.version) in known_versions:
             continue
         stale = [key for key, s in manifest.items() if s.file == file.path]
         for key in stale:
             del manifest[key]
-        for piece in plan_slices(file, count_rows(spec, file, token), spec.rows_per_partition):
+        for piece in plan_slices(file, count_rows(spec, file, hub), spec.rows_per_partition):
             manifest[piece.key] = piece
             (changed if piece.key in stale else added).append(piece.key)
         removed.extend(key for key in stale if key not in manifest)

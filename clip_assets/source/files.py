@@ -21,6 +21,21 @@ from clip_assets.registry import DatasetSpec
 
 
 @dataclass(frozen=True)
+class HubAccess:
+    """How to reach the Hugging Face Hub: a token (never logged) and an endpoint (None = the
+    public Hub, or ``HF_ENDPOINT``)."""
+
+    token: str | None = None
+    endpoint: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HubAccess(token={'***' if self.token else None}, endpoint={self.endpoint!r})"
+
+
+NO_HUB_ACCESS = HubAccess()
+
+
+@dataclass(frozen=True)
 class SourceFile:
     """One parquet file of a source, at one version."""
 
@@ -40,11 +55,11 @@ def _gcs_location(source: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def list_source_files(spec: DatasetSpec, token: str | None = None) -> list[SourceFile]:
+def list_source_files(spec: DatasetSpec, hub: HubAccess = NO_HUB_ACCESS) -> list[SourceFile]:
     """The dataset's parquet files in source order (sorted by relative path)."""
     repo = spec.hub_repo
     if repo is not None:
-        api = HfApi(token=token)
+        api = HfApi(token=hub.token, endpoint=hub.endpoint)
         commit = api.dataset_info(repo, revision=spec.revision).sha
         entries = api.list_repo_tree(repo, repo_type="dataset", revision=commit, recursive=True)
         files = [
@@ -80,11 +95,11 @@ def list_source_files(spec: DatasetSpec, token: str | None = None) -> list[Sourc
     return sorted(files, key=lambda f: f.path)
 
 
-def count_rows(spec: DatasetSpec, file: SourceFile, token: str | None = None) -> int:
+def count_rows(spec: DatasetSpec, file: SourceFile, hub: HubAccess = NO_HUB_ACCESS) -> int:
     """Rows in ``file``, read from the parquet footer only (a few range requests remotely)."""
     repo = spec.hub_repo
     if repo is not None:
-        fs = HfFileSystem(token=token)
+        fs = HfFileSystem(token=hub.token, endpoint=hub.endpoint)
         with fs.open(f"datasets/{repo}@{file.revision}/{file.path}", "rb") as handle:
             return pq.ParquetFile(handle).metadata.num_rows
     if spec.source.startswith("gs://"):
@@ -97,14 +112,19 @@ def count_rows(spec: DatasetSpec, file: SourceFile, token: str | None = None) ->
 
 
 def fetch_source_file(
-    spec: DatasetSpec, file: SourceFile, cache_dir: Path, token: str | None = None
+    spec: DatasetSpec, file: SourceFile, cache_dir: Path, hub: HubAccess = NO_HUB_ACCESS
 ) -> Path:
     """A local path holding ``file`` at its listed version (downloaded once, then cached)."""
     repo = spec.hub_repo
     if repo is not None:
         return Path(
             hf_hub_download(
-                repo, file.path, repo_type="dataset", revision=file.revision, token=token
+                repo,
+                file.path,
+                repo_type="dataset",
+                revision=file.revision,
+                token=hub.token,
+                endpoint=hub.endpoint,
             )
         )
     if spec.source.startswith("gs://"):
