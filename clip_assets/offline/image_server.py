@@ -34,6 +34,7 @@ class Route:
     drip_interval_s: float | None = None  # body sent one small chunk per interval
     drip_chunk: int = 16
     generated_size: int | None = None  # serve this many filler bytes instead of ``body``
+    announce_length: bool = True  # False: no Content-Length, the body ends with the connection
     hang: bool = False  # accept, read the request, never answer
     fail_times: int = 0  # first N requests get ``fail_status`` instead
     fail_status: int = 503
@@ -76,8 +77,7 @@ def drip(route: Route, interval_s: float, chunk: int = 16) -> Route:
 
 def huge(size: int, content_type: str = "image/jpeg", announce: bool = True) -> Route:
     """A body of ``size`` filler bytes, streamed; ``announce=False`` omits Content-Length."""
-    headers = () if announce else (("X-No-Content-Length", "1"),)
-    return Route(generated_size=size, content_type=content_type, headers=headers)
+    return Route(generated_size=size, content_type=content_type, announce_length=announce)
 
 
 def hang() -> Route:
@@ -143,14 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, owner: ImageServer, path: str, route: Route, send_body: bool) -> None:
         size = route.generated_size if route.generated_size is not None else len(route.body)
-        announce = ("X-No-Content-Length", "1") not in route.headers
         self.send_response(route.status)
         if route.content_type:
             self.send_header("Content-Type", route.content_type)
         for key, value in route.headers:
-            if key != "X-No-Content-Length":
-                self.send_header(key, value)
-        if announce:
+            self.send_header(key, value)
+        if route.announce_length:
             self.send_header("Content-Length", str(size))
         else:
             self.close_connection = True  # body ends when the connection does
