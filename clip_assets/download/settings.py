@@ -39,7 +39,7 @@ class DownloadSettings:
 
     concurrency: int = 64
     per_host_concurrency: int = 16
-    connections_per_client: int = 8
+    connections_per_client: int = 2  # small pools cost the least CPU per request (fetch.py)
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     total_timeout_s: float = 30.0
