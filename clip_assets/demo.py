@@ -38,6 +38,7 @@ def demo_environment(workdir: Path) -> dict[str, str]:
 def launch(workdir: Path, query: str, good_images: int) -> int:
     """Prepares ``workdir`` afresh and runs the demo in a child process; returns its code."""
     workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("source", "data", "dagster_home"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
     env = {**os.environ, **demo_environment(workdir)}
@@ -54,6 +55,11 @@ def _write_instance_config(dagster_home: Path) -> None:
 
 def run(workdir: Path, query: str, good_images: int) -> None:
     """The demo itself; expects :func:`demo_environment` to be in effect."""
+    # The registry first: importing clip_assets.definitions reads it.
+    (workdir / "datasets.yaml").write_text(
+        f"datasets:\n  - name: {DEMO_DATASET}\n    source: {workdir / 'source'}\n"
+        f"    rows_per_partition: {ROWS_PER_PARTITION}\n    allowed_hosts: [127.0.0.1]\n"
+    )
     from dagster import DagsterInstance
 
     from clip_assets.definitions import default_resources
@@ -76,10 +82,6 @@ def run(workdir: Path, query: str, good_images: int) -> None:
         write_datacomp_shard(workdir / "source", rows[:half])
         write_datacomp_shard(workdir / "source", rows[half:])
         print(f"serving {len(site.routes)} URLs on 127.0.0.1:{server.port}")
-        (workdir / "datasets.yaml").write_text(
-            f"datasets:\n  - name: {DEMO_DATASET}\n    source: {workdir / 'source'}\n"
-            f"    rows_per_partition: {ROWS_PER_PARTITION}\n    allowed_hosts: [127.0.0.1]\n"
-        )
         spec = DatasetSpec(
             name=DEMO_DATASET,
             source=str(workdir / "source"),

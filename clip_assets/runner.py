@@ -25,6 +25,8 @@ from resources.hub import HubResource
 from resources.storage import StorageResource
 
 PARTITIONED_STAGES = ("metadata", "images", "embeddings")
+#: Dagster's console logger at INFO: the asset logs (progress, counts) without engine chatter.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 WHOLE_STAGES = ("faiss_index", "id_mapping", "hf_release")
 
 
@@ -71,6 +73,7 @@ def run_dataset(
             assets,
             instance=instance,
             resources=resources,
+            run_config=QUIET,
             selection=[graph.key(stage) for stage in PARTITIONED_STAGES],
             partition_key=first if first == last else None,
             tags={} if first == last else {RANGE_START_TAG: first, RANGE_END_TAG: last},
@@ -83,6 +86,7 @@ def run_dataset(
         assets,
         instance=instance,
         resources=resources,
+        run_config=QUIET,
         selection=[graph.key(stage) for stage in WHOLE_STAGES],
     )
     log(f"  faiss_index, id_mapping, hf_release: {'ok' if result.success else 'FAILED'}")

@@ -138,7 +138,9 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
                         storage.download_file(f"{index_prefix}/{name}", previous / name)
             out = Path(work) / "index"
             infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
-            (out / "model.json").write_text(json.dumps(model, indent=1, sort_keys=True))
+            # Published with the release: the local weights path says nothing to a reader.
+            public = {k: v for k, v in model.items() if k not in ("weights_file", "device")}
+            (out / "model.json").write_text(json.dumps(public, indent=1, sort_keys=True))
             for name in INDEX_FILES:
                 storage.upload_file(out / name, f"{index_prefix}/{name}")
         recall = infos.get("recall", {})
