@@ -6,7 +6,8 @@ Input: ``missing_url`` (null or blank), ``bad_url`` (unparseable, no host),
 ``unsupported_scheme`` (not http/https).
 Safety: ``private_address`` (host is or resolves to a private, loopback, link-local, multicast,
 reserved or unspecified address, checked before every connection including after redirects).
-Network (transient): ``dns_error``, ``connect_error``, ``timeout`` (connect, read, or the total
+Network: ``dns_not_found`` (the name does not exist; permanent), and, transient,
+``dns_error`` (the resolver failed), ``connect_error``, ``timeout`` (connect, read, or the total
 limit of one request), ``network_error`` (connection dropped or malformed answer mid-request).
 HTTP: ``http_<code>`` for any final non-2xx answer; ``http_408``, ``http_429`` and every
 ``http_5xx`` are transient. ``too_many_redirects``, ``bad_redirect`` (3xx without a usable
@@ -23,6 +24,7 @@ MISSING_URL = "missing_url"
 BAD_URL = "bad_url"
 UNSUPPORTED_SCHEME = "unsupported_scheme"
 PRIVATE_ADDRESS = "private_address"
+DNS_NOT_FOUND = "dns_not_found"
 DNS_ERROR = "dns_error"
 CONNECT_ERROR = "connect_error"
 TIMEOUT = "timeout"

@@ -23,6 +23,9 @@ import httpx
 from clip_assets.download import reasons
 from clip_assets.download.settings import DownloadSettings
 
+# getaddrinfo's answers for a name that does not exist (as opposed to a resolver failing).
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
 # Hostnames after IDNA encoding (httpx does it), or IP literals.
 _HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.%]+")
 
@@ -97,7 +100,10 @@ class Resolver:
         pending = self._cache.get(key)
         if pending is None:
             pending = self._cache[key] = asyncio.ensure_future(self._resolve(host, port))
-        return await asyncio.shield(pending)
+        answer = await asyncio.shield(pending)
+        if answer == reasons.DNS_ERROR and self._cache.get(key) is pending:
+            del self._cache[key]  # a transient failure: the next retry asks again
+        return answer
 
     @staticmethod
     async def _resolve(host: str, port: int) -> list[str] | str:
@@ -110,6 +116,8 @@ class Resolver:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
+        except socket.gaierror as exc:
+            return reasons.DNS_NOT_FOUND if exc.errno in _NO_SUCH_NAME else reasons.DNS_ERROR
         except (OSError, UnicodeError):
             return reasons.DNS_ERROR
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import replace
 
 import httpx
@@ -203,3 +204,21 @@ def test_one_dns_lookup_per_host_however_many_urls_wait(settings) -> None:
 
     answers = asyncio.run(check_many())
     assert calls == ["example.com"] and answers[0] == (["93.184.216.34"], None)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "lookups"),
+    [(socket.EAI_NONAME, "dns_not_found", 1), (socket.EAI_AGAIN, "dns_error", 3)],
+)
+def test_dns_failures(settings, monkeypatch, error: int, reason: str, lookups: int) -> None:
+    """A name that does not exist is final; a failing resolver is asked again on retry.
+    (getaddrinfo is replaced so no query leaves the machine.)"""
+    asked: list[str] = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(error, "stand-in resolver")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    row = download_one("http://images.example.com/a.jpg", settings)
+    assert (row["reason"], row["attempts"], len(asked)) == (reason, lookups, lookups)
