@@ -21,6 +21,7 @@ import asyncio
 import email.utils
 import math
 import random
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -150,8 +151,8 @@ class Fetcher:
             return Fetched(reason=str(exc))
         except (TimeoutError, httpx.TimeoutException):
             return Fetched(reason=reasons.TIMEOUT)
-        except httpx.ConnectError:
-            return Fetched(reason=reasons.CONNECT_ERROR)
+        except httpx.ConnectError as exc:
+            return Fetched(reason=reasons.TLS_ERROR if _tls_failed(exc) else reasons.CONNECT_ERROR)
         except (httpx.TransportError, httpx.DecodingError):
             return Fetched(reason=reasons.NETWORK_ERROR)
         finally:
@@ -210,3 +211,13 @@ def _retry_after_s(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    """True when a connect error came from the TLS handshake (bad or expired certificate)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -8,7 +8,8 @@ Safety: ``private_address`` (host is or resolves to a private, loopback, link-lo
 reserved or unspecified address, checked before every connection including after redirects).
 Network: ``dns_not_found`` (the name does not exist; permanent), and, transient,
 ``dns_error`` (the resolver failed), ``connect_error``, ``timeout`` (connect, read, or the total
-limit of one request), ``network_error`` (connection dropped or malformed answer mid-request).
+limit of one request), ``network_error`` (connection dropped or malformed answer mid-request);
+``tls_error`` (certificate refused or handshake failed; permanent).
 HTTP: ``http_<code>`` for any final non-2xx answer; ``http_408``, ``http_429`` and every
 ``http_5xx`` are transient. ``too_many_redirects``, ``bad_redirect`` (3xx without a usable
 Location). ``too_large`` (body over ``max_body_bytes``, announced or counted while streaming).
@@ -27,6 +28,7 @@ PRIVATE_ADDRESS = "private_address"
 DNS_NOT_FOUND = "dns_not_found"
 DNS_ERROR = "dns_error"
 CONNECT_ERROR = "connect_error"
+TLS_ERROR = "tls_error"
 TIMEOUT = "timeout"
 NETWORK_ERROR = "network_error"
 TOO_MANY_REDIRECTS = "too_many_redirects"

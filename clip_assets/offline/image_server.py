@@ -12,6 +12,7 @@ every timing taken against the server is wrong.
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -175,13 +176,20 @@ class _Handler(BaseHTTPRequestHandler):
 class ImageServer:
     """``with ImageServer(routes) as srv: srv.url("/a.jpg")``.
 
-    ``latency_s`` delays every request (a stand-in for a far-away host). ``routes`` may be
+    ``latency_s`` delays every request (a stand-in for a far-away host); ``tls`` (a server-side
+    SSL context) serves https instead of http. ``routes`` may be
     extended with ``srv.routes[path] = route`` after start (e.g. redirects to ``srv.url``).
     """
 
-    def __init__(self, routes: dict[str, Route] | None = None, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Route] | None = None,
+        latency_s: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
         self.latency_s = latency_s
+        self.tls = tls
         self.hits: Counter[str] = Counter()
         self.bytes_sent: Counter[str] = Counter()
         self.user_agents: list[str] = []
@@ -198,11 +206,17 @@ class ImageServer:
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this server."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> ImageServer:
         """Binds an ephemeral port on 127.0.0.1 and serves from a daemon thread."""
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        if self.tls is not None:
+            # Handshake in the handler thread, so a silent client cannot stall accept().
+            self._httpd.socket = self.tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._httpd.owner = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
