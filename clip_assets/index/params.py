@@ -19,6 +19,9 @@ NPROBE_GRID = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 51
 MIN_QUANTIZER_EF_SEARCH = 16
 
 
+OWNED = frozenset({"nprobe", "efSearch", "quantizer_efSearch"})
+
+
 def _hnsw(index: faiss.Index) -> faiss.IndexHNSW | None:
     index = faiss.downcast_index(index)
     return index if isinstance(index, faiss.IndexHNSW) else None
@@ -78,13 +81,15 @@ def apply_search_params(index: faiss.Index, params: Mapping[str, float] | str) -
     if wanted:
         faiss.ParameterSpace().set_index_parameters(index, param_string(wanted))
     effective = current_search_params(index)
+    # ParameterSpace sends a bare efSearch to an IVF's HNSW coarse quantizer (autofaiss's
+    # "nprobe=..,efSearch=..,ht=.." strings rely on it).
+    quantizer_alias = "efSearch" not in effective and "quantizer_efSearch" in effective
     for name, value in wanted.items():
-        if name in effective and effective[name] != value:
+        read_as = "quantizer_efSearch" if name == "efSearch" and quantizer_alias else name
+        if read_as in OWNED and read_as not in effective:
+            raise RuntimeError(f"{name} does not apply to this index ({effective})")
+        if read_as in effective and effective[read_as] != value:
             raise RuntimeError(f"{name}={value} did not take: index reports {effective}")
-    owned = {"nprobe", "efSearch", "quantizer_efSearch"}
-    unknown = owned & wanted.keys() - effective.keys()
-    if unknown:
-        raise RuntimeError(f"{sorted(unknown)} do not apply to this index ({effective})")
     return effective
 
 

@@ -142,6 +142,14 @@ def test_compressed_opq_ivf_pq_index_builds_searches_and_reports_recall(tmp_path
     _, found = index.search(vectors[:50], 10)
     assert (found[:, 0] == np.arange(50)).mean() > 0.5
 
+    # An autofaiss-written infos (the Fondant release's) opens with its index_param applied.
+    autofaiss_infos = {"index_key": key, "index_param": "nprobe=8,efSearch=20,ht=2048"}
+    (tmp_path / "index" / "index_infos.json").write_text(json.dumps(autofaiss_infos))
+    index = open_index(tmp_path / "index")
+    ivf = faiss.extract_index_ivf(index)
+    assert ivf.nprobe == 8
+    assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == 20
+
 
 def test_growth_adds_small_shares_and_rebuilds_past_the_limit(tmp_path):
     sizes = {"p0": 900, "p1": 900, "p2": 200, "p3": 1000}
