@@ -53,9 +53,7 @@ def shard_name(rows: Sequence[SampleRow]) -> str:
     return f"{digest}.parquet"
 
 
-def write_datacomp_shard(
-    folder: Path, rows: Sequence[SampleRow], row_group_size: int = 64
-) -> Path:
+def write_datacomp_shard(folder: Path, rows: Sequence[SampleRow], row_group_size: int = 64) -> Path:
     """Writes ``rows`` as one DataComp-schema parquet file in ``folder``; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.table(
