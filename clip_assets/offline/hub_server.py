@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from clip_assets.offline.hub_store import BRANCH, Blob, HubError, HubStore, read
 
 _REPO = r"(?P<repo>[^/]+/[^/]+?)"
 _OID = r"(?P<oid>[0-9a-f]{64})"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class HubServer:
@@ -171,15 +171,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_file(self, answer: _File, with_body: bool) -> None:
         # The Hub's headers for a file: its etag is the sha256 for LFS, the git blob id else.
+        # A ``Range: bytes=a-b`` request gets 206 and those bytes only, as the Hub's storage
+        # answers HfFileSystem when it reads a parquet footer.
         blob = answer.blob
-        self.send_response(200)
-        self.send_header("Content-Length", str(blob.size))
+        start, stop = 0, blob.size
+        wanted = _RANGE.fullmatch(self.headers.get("Range", ""))
+        if wanted and blob.size:
+            first, last = wanted.group(1), wanted.group(2)
+            if first:
+                start, stop = int(first), min(int(last) + 1 if last else blob.size, blob.size)
+            else:
+                start = max(blob.size - int(last), 0)
+        self.send_response(206 if wanted else 200)
+        self.send_header("Content-Length", str(stop - start))
+        if wanted:
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{blob.size}")
+        self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{blob.sha256 if blob.lfs else blob.git_oid}"')
         self.send_header("X-Repo-Commit", answer.commit)
         self.end_headers()
         if with_body:
             with answer.path.open("rb") as f:
-                shutil.copyfileobj(f, self.wfile, 1 << 20)
+                f.seek(start)
+                remaining = stop - start
+                while remaining:
+                    chunk = f.read(min(remaining, 1 << 20))
+                    self.wfile.write(chunk)
+                    remaining -= len(chunk)
 
     # --- endpoints: each takes (hub, body, **path groups) and returns the JSON answer ---
 
