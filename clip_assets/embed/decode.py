@@ -1,9 +1,11 @@
-"""Encoded image bytes -> uint8 RGB tensors (C, H, W), on the CPU or batched on a GPU.
+"""Encoded image bytes -> decoded images: PIL images on the CPU, uint8 tensors on a GPU.
 
-Reads: JPEG, PNG, GIF and WebP bytes (anything else Pillow opens, through Pillow).
-Guarantees: every output is uint8, 3 channels, pixel-identical in layout to what
-``PIL.Image.open(...).convert("RGB")`` gives (same libjpeg-turbo decoder on the CPU; EXIF
-orientation is ignored by both, as open_clip's own preprocessing ignores it).
+Reads: any bytes Pillow opens (JPEG, PNG, WebP, GIF, ...).
+Guarantees: ``open_images`` gives exactly what open_clip's users pass to its ``preprocess``
+(``PIL.Image.open``, fully loaded). ``decode_on_device`` gives uint8 (3, H, W) RGB tensors;
+its CPU fallback uses the same libjpeg-turbo as Pillow, so pixels equal
+``Image.open(...).convert("RGB")``. EXIF orientation is ignored everywhere, as open_clip's
+preprocessing ignores it. Undecodable bytes raise ``ImageDecodeError`` with their position.
 """
 
 from __future__ import annotations
@@ -27,7 +29,20 @@ class ImageDecodeError(ValueError):
         self.index = index
 
 
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+def open_images(images: Sequence[bytes]) -> list[Image.Image]:
+    """Open and fully decode each image with Pillow (truncated files fail here, not later)."""
+    opened = []
+    for i, data in enumerate(images):
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Exception as err:
+            raise ImageDecodeError(i, err) from err
+        opened.append(image)
+    return opened
+
+
+def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL image as a uint8 (3, H, W) tensor after ``convert("RGB")``."""
     array = np.asarray(image.convert("RGB"))
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -44,10 +59,10 @@ def decode_cpu(data: bytes) -> torch.Tensor:
     except (RuntimeError, ValueError):
         pass
     with Image.open(io.BytesIO(data)) as image:
-        return pil_to_tensor(image)
+        return _pil_to_tensor(image)
 
 
-def decode_batch(images: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
+def decode_on_device(images: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
     """Decode a batch to uint8 (3, H, W) tensors on ``device``.
 
     On a GPU, JPEGs decode together in one nvjpeg call; the rest, and a batch nvjpeg

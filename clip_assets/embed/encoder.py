@@ -3,9 +3,10 @@
 Reads: encoded images (JPEG, PNG, WebP, ...) or prompts.
 Writes: (N, dim) float32 numpy arrays, each row L2-normalised, in input order.
 Guarantees: worker threads decode and resize the next batches while the model runs the
-current one (on a GPU, JPEGs decode on the device with nvjpeg and CPU-decoded batches travel
-from pinned memory); per image, only decoding runs in Python, never resizing or normalising;
-inference runs under ``torch.inference_mode`` and the spec's precision.
+current one. On a CPU, images go through open_clip's own Pillow transforms (pixels identical
+to its ``preprocess``); on a GPU, JPEGs decode on the device with nvjpeg and are resized there
+in batches, and CPU-prepared batches travel from pinned memory. Normalisation runs once per
+batch on the device; inference runs under ``torch.inference_mode`` and the spec's precision.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from clip_assets.embed.decode import decode_batch, pil_to_tensor
+from clip_assets.embed.decode import decode_on_device, open_images
 from clip_assets.embed.model import LoadedModel, ModelSpec, autocast_dtype, load_model
 from clip_assets.embed.prefetch import prefetch
 from clip_assets.embed.preprocess import Preprocessing
@@ -38,6 +39,9 @@ class ClipEncoder:
         self._torch_device = loaded.device
         self._preprocessing = Preprocessing.from_open_clip(loaded.preprocess_cfg)
         self._autocast_dtype = autocast_dtype(loaded.precision)
+        # On a CPU, reduced precision was measured for the image tower only (calibrate.py), and
+        # prompts are too few for speed to matter there: they stay fp32.
+        self._text_autocast_dtype = self._autocast_dtype if loaded.device.type == "cuda" else None
         self.dim: int = int(self._model.visual.output_dim)
         self.device: str = str(loaded.device)
         self.identity: dict = {
@@ -46,6 +50,7 @@ class ClipEncoder:
             "weights_file": str(loaded.weights_path) if loaded.weights_path else None,
             "weights_sha256": loaded.weights_sha256,
             "precision": loaded.precision,
+            "bf16_vs_fp32_min_cosine": loaded.bf16_cosine,
             "device": self.device,
             "dim": self.dim,
             "preprocessing": self._preprocessing.describe(),
@@ -72,7 +77,7 @@ class ClipEncoder:
         with torch.inference_mode():
             for chunk in _chunks(texts, self._spec.batch_size):
                 tokens = self._loaded.tokenizer(list(chunk)).to(self._torch_device)
-                with self._autocast():
+                with self._autocast(self._text_autocast_dtype):
                     features = self._model.encode_text(tokens)
                 out.append(F.normalize(features.float(), dim=-1))
         return self._to_numpy(out)
@@ -85,7 +90,7 @@ class ClipEncoder:
         with torch.inference_mode():
             for pixels in batches:
                 x = self._preprocessing.normalize(pixels.to(self._torch_device, non_blocking=True))
-                with self._autocast():
+                with self._autocast(self._autocast_dtype):
                     features = self._model.encode_image(x)
                 out.append(F.normalize(features.float(), dim=-1))
         return self._to_numpy(out)
@@ -93,11 +98,12 @@ class ClipEncoder:
     def _prepare_bytes(self, chunk: Sequence[bytes]) -> torch.Tensor:
         # Runs in a prefetch thread. GPU work here is queued on the same (default) stream as
         # the model, so ordering is guaranteed without cross-stream synchronisation.
-        decoded = decode_batch(chunk, self._torch_device)
-        return self._pin(self._preprocessing.resize_batch(decoded))
+        if self._torch_device.type == "cuda":
+            return self._preprocessing.resize_batch(decode_on_device(chunk, self._torch_device))
+        return self._preprocessing.pil_batch(open_images(chunk))
 
     def _prepare_pil(self, chunk: Sequence[Image.Image]) -> torch.Tensor:
-        return self._pin(self._preprocessing.resize_batch([pil_to_tensor(i) for i in chunk]))
+        return self._pin(self._preprocessing.pil_batch(chunk))
 
     def _pin(self, pixels: torch.Tensor) -> torch.Tensor:
         # Pinned host memory lets the copy to the GPU run asynchronously (non_blocking above).
@@ -105,10 +111,10 @@ class ClipEncoder:
             return pixels.pin_memory()
         return pixels
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self._autocast_dtype is None:
+    def _autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self._torch_device.type, dtype=self._autocast_dtype)
+        return torch.autocast(device_type=self._torch_device.type, dtype=dtype)
 
     def _to_numpy(self, parts: list[torch.Tensor]) -> np.ndarray:
         if not parts:

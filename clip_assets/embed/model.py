@@ -16,7 +16,9 @@ from pathlib import Path
 import open_clip
 import torch
 
+from clip_assets.embed.calibrate import BF16_MIN_COSINE, bf16_agreement, cpu_has_native_bf16
 from clip_assets.embed.checkpoint import is_weights_path, resolve_checkpoint, sha256_file
+from clip_assets.embed.preprocess import Preprocessing
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -33,8 +35,9 @@ class ModelSpec:
 
     ``pretrained`` is an open_clip registry tag or a local weights file (.safetensors, .bin,
     .pt, .pth). ``device``: auto | cpu | cuda | cuda:N (auto = cuda when available, else cpu).
-    ``precision``: auto | fp32 | bf16 | fp16; bf16/fp16 run under autocast with fp32 weights,
-    auto = fp32 on CPU and bf16 (fp16 where bf16 is unsupported) on GPU.
+    ``precision``: auto | fp32 | bf16 | fp16; bf16/fp16 run under autocast with fp32 weights.
+    auto = bf16 (fp16 where unsupported) on GPU; on CPU, bf16 where the CPU has native bf16
+    and these weights measurably agree with fp32 (see ``resolve_precision``), else fp32.
     ``num_workers``: threads decoding and resizing upcoming batches while the model runs.
     """
 
@@ -63,6 +66,7 @@ class LoadedModel:
     preprocess_cfg: dict
     device: torch.device
     precision: str
+    bf16_cosine: float | None  # measured fp32-vs-bf16 agreement, when auto precision measured it
     weights_path: Path | None
     weights_sha256: str | None
 
@@ -93,17 +97,23 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """fp32 | bf16 | fp16 for a spec's ``precision`` on ``device``.
+def resolve_precision(
+    precision: str, device: torch.device, bf16_cosine: Callable[[], float]
+) -> tuple[str, float | None]:
+    """fp32 | bf16 | fp16 for a spec's ``precision`` on ``device``, and the cosine measured.
 
-    On CPU, auto means fp32: bf16 autocast kept cosine >= 0.999 against fp32 on ViT-B-32 here
-    but gained too little speed on this CPU to spend the parity margin on it.
+    auto on a GPU: bf16 autocast (fp16 where bf16 is unsupported). auto on a CPU: bf16 only
+    where the CPU has native bf16 and ``bf16_cosine()`` (fp32 vs bf16 agreement of these
+    weights, see calibrate.py) reaches BF16_MIN_COSINE; otherwise fp32.
     """
     if precision != "auto":
-        return precision
+        return precision, None
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), None
+    if not cpu_has_native_bf16():
+        return "fp32", None
+    cosine = bf16_cosine()
+    return ("bf16" if cosine >= BF16_MIN_COSINE else "fp32"), cosine
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -119,7 +129,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """
     global _loads
     device = resolve_device(spec.device)
-    precision = resolve_precision(spec.precision, device)
     pretrained = spec.pretrained or None
     if pretrained and is_weights_path(pretrained):
         path = Path(pretrained).expanduser()
@@ -142,15 +151,23 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             f"could not load CLIP model {spec.model_name!r} with {source}: {err}"
         ) from err
     model.eval().requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer(spec.model_name)
+    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+    precision, bf16_cosine = resolve_precision(
+        spec.precision,
+        device,
+        lambda: bf16_agreement(model, Preprocessing.from_open_clip(preprocess_cfg)),
+    )
     weights_path = resolve_checkpoint(spec.model_name, pretrained)
     with _loads_lock:
         _loads += 1
     return LoadedModel(
         model=model,
-        tokenizer=open_clip.get_tokenizer(spec.model_name),
-        preprocess_cfg=open_clip.get_model_preprocess_cfg(model),
+        tokenizer=tokenizer,
+        preprocess_cfg=preprocess_cfg,
         device=device,
         precision=precision,
+        bf16_cosine=bf16_cosine,
         weights_path=weights_path,
         weights_sha256=sha256_file(weights_path) if weights_path else None,
     )

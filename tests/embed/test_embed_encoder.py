@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from clip_assets.embed import ClipEncoder, ModelSpec, WeightsError, load_count
+from clip_assets.embed import model as model_module
+from clip_assets.embed.calibrate import BF16_MIN_COSINE, cpu_has_native_bf16
 from clip_assets.embed.model import resolve_device, resolve_precision
 
 
@@ -56,7 +58,13 @@ def test_outputs_are_unit_norm_and_independent_of_batching(tiny_model_name, tiny
         np.linalg.norm(tiny_encoder.encode_texts(["x"] * 5), axis=1), 1.0, atol=1e-5
     )
     serial = ClipEncoder.load(
-        ModelSpec(model_name=tiny_model_name, pretrained=None, batch_size=1, num_workers=0)
+        ModelSpec(
+            model_name=tiny_model_name,
+            pretrained=None,
+            precision="fp32",
+            batch_size=1,
+            num_workers=0,
+        )
     )
     np.testing.assert_allclose(serial.encode_images(jpegs[::-1])[::-1], batched, atol=1e-5)
 
@@ -70,10 +78,47 @@ def test_device_auto_picks_cuda_only_when_present(tiny_encoder):
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert tiny_encoder.device.startswith(expected)
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize(
+    ("native", "cosine", "expected"),
+    [
+        (False, 1.0, "fp32"),
+        (True, 0.9990, "fp32"),
+        (True, 0.9999, "bf16"),
+    ],
+)
+def test_auto_precision_on_cpu_takes_bf16_only_when_native_and_measured_close(
+    monkeypatch, native, cosine, expected
+):
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: native)
+    chosen, measured = resolve_precision("auto", torch.device("cpu"), lambda: cosine)
+    assert chosen == expected
+    assert measured == (cosine if native else None)
+    assert resolve_precision("fp16", torch.device("cpu"), lambda: 0.0) == ("fp16", None)
+
+
+def test_native_bf16_is_read_from_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t: fpu avx2 avx512f\n")
+    assert not cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("flags\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(cpuinfo)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
+
+
+def test_auto_precision_measures_these_weights(tiny_model_name, tiny_encoder, jpegs):
+    auto = ClipEncoder.load(ModelSpec(model_name=tiny_model_name, pretrained=None))
+    cosine = auto.identity["bf16_vs_fp32_min_cosine"]
+    if cpu_has_native_bf16():
+        assert auto.identity["precision"] == ("bf16" if cosine >= BF16_MIN_COSINE else "fp32")
+    else:
+        assert (auto.identity["precision"], cosine) == ("fp32", None)
+    agreement = np.sum(auto.encode_images(jpegs) * tiny_encoder.encode_images(jpegs), axis=1)
+    assert agreement.min() >= 0.999
 
 
 def test_bf16_on_cpu_stays_close_to_fp32(tiny_model_name, tiny_encoder, jpegs):
@@ -116,7 +161,9 @@ def tiny_config_name(tiny_model_name, tmp_path_factory) -> str:
 
 def test_weights_file_path_loads_and_is_hashed(tiny_config_name, tiny_encoder, jpegs):
     weights = tiny_encoder.identity["weights_file"]
-    encoder = ClipEncoder.load(ModelSpec(model_name=tiny_config_name, pretrained=weights))
+    encoder = ClipEncoder.load(
+        ModelSpec(model_name=tiny_config_name, pretrained=weights, precision="fp32")
+    )
     assert encoder.identity["weights_file"] == weights
     assert encoder.identity["weights_sha256"] == tiny_encoder.identity["weights_sha256"]
     np.testing.assert_allclose(

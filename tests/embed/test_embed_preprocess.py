@@ -1,4 +1,5 @@
-"""Decoding and batched preprocessing match open_clip's PIL preprocessing, for every resize mode."""
+"""Both preprocessing paths against open_clip's own ``preprocess``, for every resize mode: the
+Pillow path (CPU) exactly, the tensor path (GPU code, run here on CPU tensors) within rounding."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from embed_samples import encode, make_image
 from open_clip.transform import image_transform
 from PIL import Image
 
-from clip_assets.embed.decode import ImageDecodeError, decode_batch, decode_cpu
+from clip_assets.embed.decode import ImageDecodeError, decode_cpu, decode_on_device, open_images
 from clip_assets.embed.preprocess import Preprocessing
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -22,7 +23,7 @@ STD = (0.26862954, 0.26130258, 0.27577711)
     ("resize_mode", "size"),
     [("shortest", 224), ("shortest", (224, 256)), ("squash", 224), ("longest", (200, 240))],
 )
-def test_batched_preprocessing_matches_open_clip(jpegs, resize_mode, size):
+def test_preprocessing_matches_open_clip(jpegs, resize_mode, size):
     cfg = {
         "size": size,
         "mean": MEAN,
@@ -34,9 +35,10 @@ def test_batched_preprocessing_matches_open_clip(jpegs, resize_mode, size):
     reference = image_transform(
         size, is_train=False, mean=MEAN, std=STD, resize_mode=resize_mode, interpolation="bicubic"
     )
-    batch = ours.normalize(ours.resize_batch([decode_cpu(data) for data in jpegs]))
-    for data, pixels in zip(jpegs, batch, strict=True):
-        expected = reference(Image.open(io.BytesIO(data)))
+    references = torch.stack([reference(Image.open(io.BytesIO(data))) for data in jpegs])
+    assert torch.equal(ours.normalize(ours.pil_batch(open_images(jpegs))), references)
+    tensor_path = ours.normalize(ours.resize_batch([decode_cpu(data) for data in jpegs]))
+    for pixels, expected in zip(tensor_path, references, strict=True):
         assert pixels.shape == expected.shape
         # Same geometry; resampling differs only by rounding (PIL rounds between passes).
         max_levels = ((pixels - expected).abs() * torch.tensor(STD).view(3, 1, 1) * 255).max()
@@ -67,6 +69,7 @@ def test_decode_gives_rgb_uint8_like_pillow(fmt, mode):
 def test_undecodable_bytes_name_their_position(jpegs):
     truncated = jpegs[0][: len(jpegs[0]) // 3]
     for bad in (b"not an image", truncated):
-        with pytest.raises(ImageDecodeError) as info:
-            decode_batch([jpegs[0], bad, jpegs[1]], torch.device("cpu"))
-        assert info.value.index == 1
+        for decode in (open_images, lambda images: decode_on_device(images, torch.device("cpu"))):
+            with pytest.raises(ImageDecodeError) as info:
+                decode([jpegs[0], bad, jpegs[1]])
+            assert info.value.index == 1
