@@ -53,7 +53,14 @@ class ClipEncoder:
             "bf16_vs_fp32_min_cosine": loaded.bf16_cosine,
             "device": self.device,
             "dim": self.dim,
-            "preprocessing": self._preprocessing.describe(),
+            "preprocessing": {
+                **self._preprocessing.describe(),
+                # Which of the two equivalent paths runs (preprocess.py): Pillow is pixel-exact
+                # with open_clip; the GPU path agrees within rounding.
+                "implementation": "nvjpeg + torch resize on GPU"
+                if loaded.device.type == "cuda"
+                else "Pillow, open_clip's own transforms",
+            },
             "open_clip_version": open_clip.__version__,
         }
 

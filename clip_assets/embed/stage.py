@@ -9,6 +9,8 @@ within about 1e-3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +33,7 @@ def embed_images(images: pa.Table, encoder: ClipEncoder, *, dtype: str = "float3
     np_dtype, pa_dtype = DTYPES[dtype]
     ok = images.filter(pc.and_(pc.equal(images["status"], "ok"), pc.is_valid(images["image"])))
     try:
-        vectors = encoder.encode_images(ok["image"].to_pylist())
+        vectors = encoder.encode_images(_BytesColumn(ok["image"].combine_chunks()))
     except ImageDecodeError as err:
         uid = ok["uid"][err.index].as_py()
         raise ValueError(f"row uid={uid} has status ok but its image does not decode") from err
@@ -41,3 +43,25 @@ def embed_images(images: pa.Table, encoder: ClipEncoder, *, dtype: str = "float3
     return pa.Table.from_arrays(
         [ok["uid"].combine_chunks(), ok["url"].combine_chunks(), embedding], schema=schema
     )
+
+
+class _BytesColumn(Sequence):
+    """A binary Arrow array seen as a sequence of bytes, converted one slice at a time.
+
+    The encoder reads it a batch at a time, so a 50,000-image partition is never copied into
+    Python bytes objects all at once.
+    """
+
+    def __init__(self, array: pa.Array) -> None:
+        self._array = array
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self._array))
+            if step == 1:
+                return self._array.slice(start, max(stop - start, 0)).to_pylist()
+            return [self._array[i].as_py() for i in range(start, stop, step)]
+        return self._array[index].as_py()

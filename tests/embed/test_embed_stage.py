@@ -22,19 +22,19 @@ def images_table(rows: list[tuple[str, str, bytes | None]]) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def mixed(jpegs) -> pa.Table:
-    # Non-ok rows carry real image bytes on purpose: status alone must exclude them.
-    return images_table(
-        [
-            ("u0", "ok", jpegs[0]),
-            ("u1", "failed", jpegs[1]),
-            ("u2", "ok", jpegs[2]),
-            ("u3", "opted_out", jpegs[3]),
-            ("u4", "hash_mismatch", jpegs[4]),
-            ("u5", "skipped", jpegs[5]),
-            ("u6", "ok", None),
-            ("u7", "ok", jpegs[6]),
-        ]
-    )
+    # Non-ok rows carry real image bytes on purpose: status alone must exclude them. Two
+    # concatenated tables give chunked columns, as a parquet file with row groups does.
+    rows = [
+        ("u0", "ok", jpegs[0]),
+        ("u1", "failed", jpegs[1]),
+        ("u2", "ok", jpegs[2]),
+        ("u3", "opted_out", jpegs[3]),
+        ("u4", "hash_mismatch", jpegs[4]),
+        ("u5", "skipped", jpegs[5]),
+        ("u6", "ok", None),
+        ("u7", "ok", jpegs[6]),
+    ]
+    return pa.concat_tables([images_table(rows[:3]), images_table(rows[3:])])
 
 
 def test_only_ok_rows_with_images_are_embedded_in_order(mixed, tiny_encoder, jpegs):
