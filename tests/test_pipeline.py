@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 from huggingface_hub import DatasetCard
 
 from clip_assets.assets.dataset import DatasetGraph
@@ -183,3 +183,25 @@ def test_failed_partition_leaves_no_partial_file(built, tmp_path: Path) -> None:
     ]
     assert any(str(missing) in message for message in errors)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_new_embeddings_partition_triggers_an_index_rebuild(built) -> None:
+    graph = DatasetGraph(built["spec"])
+    assets = dataset_assets(graph)
+    defs = Definitions(assets=assets, resources=built["resources"])
+    settled = evaluate_automation_conditions(defs, built["instance"])
+    assert settled.get_num_requested(graph.key("faiss_index")) == 0
+    result = materialize(
+        assets,
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("embeddings")],
+        partition_key=built["run"].partitions[0],
+    )
+    assert result.success
+    after = evaluate_automation_conditions(defs, built["instance"], cursor=settled.cursor)
+    # The index and everything built from it follow in the same tick; nothing upstream does.
+    for stage in ("faiss_index", "id_mapping", "hf_release"):
+        assert after.get_num_requested(graph.key(stage)) == 1, stage
+    for stage in ("metadata", "images", "embeddings"):
+        assert after.get_num_requested(graph.key(stage)) == 0, stage
