@@ -5,13 +5,15 @@ Writes: (N, dim) float32 numpy arrays, each row L2-normalised, in input order.
 Guarantees: worker threads decode and resize the next batches while the model runs the
 current one. On a CPU, images go through open_clip's own Pillow transforms (pixels identical
 to its ``preprocess``); on a GPU, JPEGs decode on the device with nvjpeg and are resized there
-in batches, and CPU-prepared batches travel from pinned memory. Normalisation runs once per
+in batches, each worker on its own CUDA stream, and CPU-prepared batches travel from pinned
+memory. Normalisation runs once per
 batch on the device; inference runs under ``torch.inference_mode`` and the spec's precision.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -42,6 +44,7 @@ class ClipEncoder:
         # On a CPU, reduced precision was measured for the image tower only (calibrate.py), and
         # prompts are too few for speed to matter there: they stay fp32.
         self._text_autocast_dtype = self._autocast_dtype if loaded.device.type == "cuda" else None
+        self._thread_streams = threading.local()
         self.dim: int = int(self._model.visual.output_dim)
         self.device: str = str(loaded.device)
         self.identity: dict = {
@@ -96,6 +99,10 @@ class ClipEncoder:
         batches = prefetch(prepare, _chunks(items, self._spec.batch_size), self._spec.num_workers)
         with torch.inference_mode():
             for pixels in batches:
+                if pixels.is_cuda:
+                    # Made on a worker's stream: keep the allocator from recycling its memory
+                    # for that stream until the model's stream has finished reading it.
+                    pixels.record_stream(torch.cuda.current_stream(self._torch_device))
                 x = self._preprocessing.normalize(pixels.to(self._torch_device, non_blocking=True))
                 with self._autocast(self._autocast_dtype):
                     features = self._model.encode_image(x)
@@ -103,11 +110,27 @@ class ClipEncoder:
         return self._to_numpy(out)
 
     def _prepare_bytes(self, chunk: Sequence[bytes]) -> torch.Tensor:
-        # Runs in a prefetch thread. GPU work here is queued on the same (default) stream as
-        # the model, so ordering is guaranteed without cross-stream synchronisation.
-        if self._torch_device.type == "cuda":
-            return self._preprocessing.resize_batch(decode_on_device(chunk, self._torch_device))
-        return self._preprocessing.pil_batch(open_images(chunk))
+        # Runs in a prefetch thread.
+        if self._torch_device.type != "cuda":
+            return self._preprocessing.pil_batch(open_images(chunk))
+        stream = self._worker_stream()
+        with torch.cuda.stream(stream):
+            # torchvision's nvjpeg decoder allocates on the current stream but writes from its
+            # own without waiting on it (pytorch/vision#9606), so nothing queued on this stream
+            # may still be using memory it could be handed: drain it first.
+            stream.synchronize()
+            pixels = self._preprocessing.resize_batch(decode_on_device(chunk, self._torch_device))
+            stream.synchronize()  # the batch is complete before the model's stream reads it
+        return pixels
+
+    def _worker_stream(self) -> torch.cuda.Stream:
+        # One stream per worker thread: no other thread queues work on it, so draining it
+        # makes its memory pool safe for the decoder.
+        stream = getattr(self._thread_streams, "stream", None)
+        if stream is None:
+            stream = torch.cuda.Stream(device=self._torch_device)
+            self._thread_streams.stream = stream
+        return stream
 
     def _prepare_pil(self, chunk: Sequence[Image.Image]) -> torch.Tensor:
         return self._pin(self._preprocessing.pil_batch(chunk))

@@ -136,8 +136,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             raise FileNotFoundError(f"CLIP weights file not found: {path}")
         pretrained = str(path)
     try:
-        # Weights load in fp32; reduced precision comes from autocast at inference, which keeps
-        # layer norms and the output projection accurate.
+        # Weights stay fp32; reduced precision comes from autocast at inference, which keeps
+        # layer norms, softmax and reductions in fp32.
         model = open_clip.create_model(
             spec.model_name, pretrained=pretrained, precision="fp32", device=device
         )
