@@ -7,6 +7,10 @@ measured because only it runs in bf16 on a CPU (prompts are few; the encoder kee
 The encoder picks bf16 for ``precision="auto"`` on a CPU only when the CPU has native bf16
 (AVX512-BF16 or AMX) and that cosine clears ``BF16_MIN_COSINE``, a margin above the 0.999
 parity contract because real images are not the calibration images.
+
+Why bother: on the 2-core AVX512-BF16 development CPU, ViT-B-32 under bf16 autocast took about
+85 ms of CPU per image against about 118 ms in fp32 (batch 64) and agreed with fp32 at cosine
+0.99995. The check costs a few seconds per load, because small bf16 batches are slow.
 """
 
 from __future__ import annotations
