@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from clip_assets.embed.checkpoint import hub_checkpoint
 from clip_assets.offline.weights import install_pretrained_standin
 
 HERE = Path(__file__).parent
@@ -74,3 +75,27 @@ def test_offline_without_cache_fails_naming_the_tag(tmp_path):
     result = run_offline(tmp_path / "empty-hf-home", "-c", code)
     assert result.returncode != 0
     assert "WeightsError" in result.stderr and "laion2b_s34b_b79k" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "tag", "expected"),
+    [
+        (
+            "ViT-B-32",
+            "laion2b_s34b_b79k",
+            (
+                "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+                ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+            ),
+        ),
+        # A registry entry naming its own file: its safetensors twin is asked for first.
+        (
+            "ViTamin-S",
+            "datacomp1b",
+            ("jienengchen/ViTamin-S", ["pytorch_model.safetensors", "pytorch_model.bin"]),
+        ),
+        ("ViT-B-32", "no_such_tag", None),
+    ],
+)
+def test_checkpoint_names_come_from_open_clips_registry(model, tag, expected):
+    assert hub_checkpoint(model, tag) == expected
