@@ -22,6 +22,9 @@ class DownloaderResource(ConfigurableResource):
 
     concurrency: int = Field(_DEFAULT.concurrency, description="Requests in flight per shard.")
     per_host_concurrency: int = Field(_DEFAULT.per_host_concurrency, description="Per host.")
+    connections_per_client: int = Field(
+        _DEFAULT.connections_per_client, description="Connections per HTTP client in a worker."
+    )
     connect_timeout_s: float = _DEFAULT.connect_timeout_s
     read_timeout_s: float = _DEFAULT.read_timeout_s
     total_timeout_s: float = Field(_DEFAULT.total_timeout_s, description="Per attempt, whole.")
@@ -29,6 +32,7 @@ class DownloaderResource(ConfigurableResource):
     retries: int = Field(_DEFAULT.retries, description="Extra attempts on transient failures.")
     backoff_base_s: float = _DEFAULT.backoff_base_s
     backoff_max_s: float = _DEFAULT.backoff_max_s
+    retry_after_max_s: float = Field(_DEFAULT.retry_after_max_s, description="Cap on Retry-After.")
     max_body_bytes: int = _DEFAULT.max_body_bytes
     max_pixels: int = Field(_DEFAULT.max_pixels, description="Decompression-bomb limit.")
     min_image_size: int = _DEFAULT.min_image_size
@@ -48,14 +52,13 @@ class DownloaderResource(ConfigurableResource):
     respect_opt_out: bool = _DEFAULT.respect_opt_out
     blur_faces: bool = _DEFAULT.blur_faces
     workers: int | None = Field(_DEFAULT.workers, description="Decode processes; None = cores.")
+    min_rows_per_worker: int = Field(
+        _DEFAULT.min_rows_per_worker, description="Smaller shards use fewer worker processes."
+    )
 
     def settings_for(self, dataset_allowed_hosts: tuple[str, ...] = ()) -> DownloadSettings:
         """The settings for one dataset's shards."""
-        values = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(DownloadSettings)
-            if f.name in type(self).model_fields
-        }
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(DownloadSettings)}
         values["allowed_hosts"] = tuple(
             dict.fromkeys([*self.allowed_hosts, *dataset_allowed_hosts])
         )

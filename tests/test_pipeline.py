@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Definitions, evaluate_automation_conditions, materialize
@@ -205,3 +207,28 @@ def test_new_embeddings_partition_triggers_an_index_rebuild(built) -> None:
         assert after.get_num_requested(graph.key(stage)) == 1, stage
     for stage in ("metadata", "images", "embeddings"):
         assert after.get_num_requested(graph.key(stage)) == 0, stage
+
+
+def test_retry_failed_only_refetches_transient_failures(built) -> None:
+    graph = DatasetGraph(built["spec"])
+    key = built["run"].partitions[0]
+    path = built["root"] / "images" / f"{key}.parquet"
+    before = pq.read_table(path)
+    server = built["server"]
+    hits = dict(server.hits)
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("images")],
+        partition_key=key,
+        run_config={"ops": {"sample__images": {"config": {"retry_failed_only": True}}}},
+    )
+    assert result.success
+    fetched = {p for p, n in server.hits.items() if n > hits.get(p, 0)}
+    assert fetched == {"/broken/error.jpg", "/broken/slow.jpg"}
+    after = pq.read_table(path)
+    retried = pa.array([server.url("/broken/error.jpg"), server.url("/broken/slow.jpg")])
+    kept = pc.invert(pc.is_in(before["url"], value_set=retried))
+    assert after.filter(kept).equals(before.filter(kept))
+    assert after.num_rows == before.num_rows

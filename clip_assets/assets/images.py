@@ -20,8 +20,6 @@ from clip_assets.download.summary import summarize
 from resources.downloader import DownloaderResource
 from resources.storage import StorageResource
 
-PROGRESS_EVERY_S = 10.0
-
 
 class ImagesConfig(Config):
     """Run options of the images asset."""
@@ -70,12 +68,13 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
 
         def materialize_one(key: str) -> dict:
             metadata = storage.read_table(paths.metadata(spec.name, key))
-            last_log = [time.monotonic()]
 
             def on_progress(progress: DownloadProgress) -> None:
-                if time.monotonic() - last_log[0] >= PROGRESS_EVERY_S:
-                    last_log[0] = time.monotonic()
-                    context.log.info(f"{key}: {progress}")
+                # The downloader reports every few seconds and once at the end.
+                context.log.info(
+                    f"{key}: {progress.done}/{progress.total} done, {progress.ok} ok, "
+                    f"{progress.images_per_s:.1f} images/s"
+                )
 
             started = time.monotonic()
             target = paths.images(spec.name, key)
