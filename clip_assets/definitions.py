@@ -4,7 +4,8 @@ environment.
 Environment: ``CLIP_ASSETS_ROOT`` (storage root, local folder or ``gs://bucket/prefix``;
 default ``data``), ``CLIP_ASSETS_DATASETS`` (dataset registry file), ``HF_TOKEN`` (read at
 run time through EnvVar, never stored in config), ``CLIP_ASSETS_RELEASE_REPO`` (publish
-target), ``CLIP_ASSETS_MODEL`` / ``CLIP_ASSETS_PRETRAINED`` / ``CLIP_ASSETS_DEVICE``.
+target), ``CLIP_ASSETS_MODEL`` / ``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or
+``none``) / ``CLIP_ASSETS_DEVICE``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ STAGES = (
 )
 
 
+def _pretrained(value: str) -> str | None:
+    """``none`` names no weights: a ``local-dir:`` model folder carries its own."""
+    return None if value.lower() == "none" else value
+
+
 def default_resources() -> dict[str, object]:
     """Resources configured from the environment (see the module docstring)."""
     return {
@@ -50,7 +56,7 @@ def default_resources() -> dict[str, object]:
         ),
         "clip_model": ClipModelResource(
             model_name=os.environ.get("CLIP_ASSETS_MODEL", "ViT-B-32"),
-            pretrained=os.environ.get("CLIP_ASSETS_PRETRAINED", "laion2b_s34b_b79k"),
+            pretrained=_pretrained(os.environ.get("CLIP_ASSETS_PRETRAINED", "laion2b_s34b_b79k")),
             device=os.environ.get("CLIP_ASSETS_DEVICE", "auto"),
         ),
         "downloader": DownloaderResource(),

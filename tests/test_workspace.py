@@ -12,7 +12,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+
+from clip_assets.offline.datacomp import write_datacomp_shard
+from clip_assets.offline.image_server import ImageServer
+from clip_assets.offline.sample import sample_site
 
 REPO = Path(__file__).resolve().parent.parent
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -99,3 +104,51 @@ def test_dagster_dev_shows_the_graph_with_partitions(env: dict[str, str]) -> Non
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+
+
+def test_cli_discover_then_dagster_materializes_partitions_in_run_processes(
+    env: dict[str, str], tmp_path: Path, tiny_model_name: str
+) -> None:
+    """What a user does from a shell: discover partitions, then materialise through the
+    dagster CLI, which runs steps in their own processes as `dagster dev` would."""
+    site = sample_site(good=6, broken=False)
+    with ImageServer(site.routes) as server:
+        write_datacomp_shard(tmp_path / "source", site.rows(server))
+        registry = Path(env["CLIP_ASSETS_DATASETS"])
+        registry.write_text(
+            f"datasets:\n  - name: local_demo\n    source: {tmp_path / 'source'}\n"
+            "    rows_per_partition: 4\n    allowed_hosts: [127.0.0.1]\n"
+        )
+        env = {**env, "CLIP_ASSETS_MODEL": tiny_model_name, "CLIP_ASSETS_PRETRAINED": "none"}
+        cli = Path(sys.executable).parent / "clip-assets"
+        discovered = subprocess.run(
+            [str(cli), "discover", "--dataset", "local_demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert discovered.returncode == 0, discovered.stderr
+        assert "+2 -0 partitions" in discovered.stdout
+        key = sorted(p.name for p in (tmp_path / "source").glob("*.parquet"))[0][:12] + "-0001"
+        run = subprocess.run(
+            [
+                str(DAGSTER),
+                "asset",
+                "materialize",
+                "-m",
+                "clip_assets.definitions",
+                "--select",
+                "local_demo/metadata,local_demo/images,local_demo/embeddings",
+                "--partition",
+                key,
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    embeddings = pq.read_table(tmp_path / "data" / "local_demo" / "embeddings" / f"{key}.parquet")
+    assert embeddings.num_rows == 2
