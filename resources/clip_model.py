@@ -60,6 +60,7 @@ class ClipModelResource(ConfigurableResource):
 
     _encoders: dict[str, ClipEncoder] = PrivateAttr(default_factory=dict)
     _gpu_lock: IO[bytes] | None = PrivateAttr(default=None)
+    _auto_device: str | None = PrivateAttr(default=None)
 
     def _resolve_device(self) -> str:
         import torch
@@ -83,11 +84,15 @@ class ClipModelResource(ConfigurableResource):
         captions on the CPU rather than take a GPU outside the ``gpu`` pool.
         """
         wanted = device or self.device
+        if wanted == "auto":
+            if self._auto_device is None:
+                self._auto_device = self._resolve_device()
+            wanted = self._auto_device
         if wanted not in self._encoders:
             spec = ModelSpec(
                 model_name=self.model_name,
                 pretrained=self.pretrained,
-                device=self._resolve_device() if wanted == "auto" else wanted,
+                device=wanted,
                 precision=self.precision,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
@@ -97,6 +102,7 @@ class ClipModelResource(ConfigurableResource):
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self._encoders.clear()
+        self._auto_device = None
         if self._gpu_lock is not None:
             self._gpu_lock.close()
             self._gpu_lock = None
