@@ -216,7 +216,7 @@ def _memory_kb(pid: int) -> tuple[int, int]:
 
 
 def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None, **kw: object) -> Measured:
-    """Runs ``cmd`` to completion, polling its process tree's memory every 0.1 s.
+    """Runs ``cmd`` to completion, polling its process tree's memory every 0.5 s.
 
     PSS (proportional set size) is the headline memory figure: it counts pages shared by forked
     workers once, where summing RSS would count them per process. Raises on a non-zero exit.
@@ -233,7 +233,7 @@ def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None, **kw: ob
     done = threading.Event()
 
     def poll() -> None:
-        while not done.wait(0.1):
+        while not done.wait(0.5):
             pss = rss = 0
             for pid in _tree(proc.pid):
                 p, r = _memory_kb(pid)

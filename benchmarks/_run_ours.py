@@ -7,7 +7,8 @@
     loads the encoder once, calls ``embed_images`` on the images table and writes OUT.
 
 Prints one JSON line: ``load_s`` (model load, embed only), ``stage_s`` (the stage call
-alone), ``rows`` and ``ok`` (rows with status ok / embeddings written).
+alone), ``rows`` and ``ok`` (rows with status ok / embeddings written), and for embed the
+``precision`` and ``device`` the encoder resolved.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def embed(images_path: Path, out: Path, spec_json: str) -> dict[str, object]:
         "stage_s": stage_s,
         "rows": images.num_rows,
         "ok": embeddings.num_rows,
+        "precision": encoder.identity.get("precision"),
+        "device": encoder.identity.get("device"),
     }
 
 

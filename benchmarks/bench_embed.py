@@ -128,13 +128,15 @@ def stored_images(n: int, pool: Path, source: str) -> pa.Table:
     )
 
 
-def run_ours(images: Path, out: Path, args: argparse.Namespace, hf_home: Path) -> Result:
+def run_ours(
+    images: Path, out: Path, args: argparse.Namespace, hf_home: Path, precision: str
+) -> Result:
     """Our encoder + ``embed_images`` in a child process of our venv, production tag."""
     spec = {
         "model_name": "ViT-B-32",
         "pretrained": "laion2b_s34b_b79k",
         "device": args.device,
-        "precision": args.precision,
+        "precision": precision,
         "batch_size": args.batch_size,
         "num_workers": args.workers,
     }
@@ -143,7 +145,8 @@ def run_ours(images: Path, out: Path, args: argparse.Namespace, hf_home: Path) -
         [*cmd, str(images), str(out), json.dumps(spec)], env={"HF_HOME": str(hf_home)}
     )
     report = h.last_json(measured.stdout)
-    config = f"{args.device} {args.precision} batch={args.batch_size} threads={args.workers}"
+    resolved = f"{report['device']} {precision}->{report['precision']}"
+    config = f"{resolved} batch={args.batch_size} threads={args.workers}"
     return Result(
         "clip-assets",
         config,
@@ -195,6 +198,28 @@ def peer_embeddings(output_folder: Path) -> np.ndarray:
     return np.concatenate([np.load(p) for p in parts])
 
 
+def compare(
+    ours_runs: list[Result], precisions: list[str], peers: list[Result], work: Path, workers: int
+) -> None:
+    """Prints each of our runs against clip-retrieval's best, with the embeddings' cosine."""
+    peer = max(peers, key=lambda r: r.n / r.wall_s)
+    theirs = peer_embeddings(work / f"clip-retrieval-{workers}")
+    print(f"\nagainst clip-retrieval's best ({peer.config}):")
+    for precision, ours in zip(precisions, ours_runs, strict=True):
+        mine = np.stack(
+            pq.read_table(work / f"ours-{precision}.parquet")["embedding"].to_numpy(False)
+        )
+        cosine = np.sum(mine * theirs, axis=1)
+        print(
+            f"  clip-assets {precision}: "
+            f"{(ours.n / ours.wall_s) / (peer.n / peer.wall_s):.2f}x images/s whole command, "
+            f"{(ours.n / ours.loop_s) / (peer.n / peer.loop_s):.2f}x embedding loop, "
+            f"{(ours.n / ours.cpu_s) / (peer.n / peer.cpu_s):.2f}x images per CPU-second; "
+            f"cosine to clip-retrieval's embeddings min {cosine.min():.5f}, "
+            f"mean {cosine.mean():.5f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="images to embed")
@@ -208,7 +233,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="both tools")
     parser.add_argument("--workers", type=int, default=2, help="preprocessing workers, both")
     parser.add_argument("--device", default="cpu", help="ours: cpu | cuda | auto")
-    parser.add_argument("--precision", default="auto", help="ours: auto | fp32 | bf16 | fp16")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="ours, comma-separated runs: auto | fp32 | bf16 | fp16 (the first is the headline)",
+    )
     parser.add_argument(
         "--jit",
         choices=("False", "True"),
@@ -247,8 +276,12 @@ def main() -> None:
     sizes = [len(b) for b in images.column("image").to_pylist()]
     print(f"{args.n} stored images, {np.mean(sizes) / 1024:.1f} KB mean, weights {weights}")
 
-    results = [run_ours(images_path, work / "ours.parquet", args, hf_home)]
-    print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
+    results = []
+    precisions = args.precision.split(",")
+    for precision in precisions:
+        out = work / f"ours-{precision}.parquet"
+        results.append(run_ours(images_path, out, args, hf_home, precision))
+        print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
     peer_workers = [int(w) for w in (args.peer_workers or str(args.workers)).split(",")]
     for workers in [] if args.skip_peer else peer_workers:
         out = work / f"clip-retrieval-{workers}"
@@ -257,21 +290,9 @@ def main() -> None:
 
     print(f"\nViT-B-32 (random weights, real checkpoint name), N={args.n}")
     print(h.table([r.row() for r in results], HEADER))
-    if len(results) >= 2:
-        ours, peer = results[0], max(results[1:], key=lambda r: r.n / r.wall_s)
-        print(
-            f"\nratio clip-assets / clip-retrieval (its best: {peer.config}): "
-            f"{(ours.n / ours.wall_s) / (peer.n / peer.wall_s):.2f}x images/s whole command, "
-            f"{(ours.n / ours.loop_s) / (peer.n / peer.loop_s):.2f}x embedding loop, "
-            f"{(ours.n / ours.cpu_s) / (peer.n / peer.cpu_s):.2f}x images per CPU-second"
-        )
-        mine = np.stack(pq.read_table(work / "ours.parquet")["embedding"].to_numpy(False))
-        theirs = peer_embeddings(work / f"clip-retrieval-{peer_workers[0]}")
-        cosine = np.sum(mine * theirs, axis=1)
-        print(
-            f"cosine(ours, clip-retrieval) per image: min {cosine.min():.5f}, "
-            f"mean {cosine.mean():.5f}"
-        )
+    peers = results[len(precisions) :]
+    if peers:
+        compare(results[: len(precisions)], precisions, peers, work, peer_workers[0])
     if args.keep is None:
         shutil.rmtree(work)
 
