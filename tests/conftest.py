@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gcp_storage_emulator.server import create_server
 
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite, sample_site
@@ -14,6 +16,20 @@ from resources.clip_model import ClipModelResource
 from resources.downloader import DownloaderResource
 from resources.hub import HubResource
 from resources.storage import LocalStorage
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """An in-memory GCS emulator on a free loopback port, with bucket ``clip-bucket``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="clip-bucket")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

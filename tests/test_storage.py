@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from gcp_storage_emulator.server import create_server
 
 from resources.storage import GCSStorage, LocalStorage, StorageResource, storage_for_root
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gcs_emulator() -> Iterator[str]:
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="clip-bucket")
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "gcs"])

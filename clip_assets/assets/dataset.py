@@ -3,9 +3,11 @@
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagster import AssetKey, BackfillPolicy, DynamicPartitionsDefinition
 
+from clip_assets import __version__
 from clip_assets.registry import DatasetSpec
 
 #: Partitions one backfill run serves: the model and client pools load once per run.
@@ -33,6 +35,23 @@ class DatasetGraph:
 
     def key(self, stage: str) -> AssetKey:
         return AssetKey([self.spec.name, stage])
+
+    def partitioned_stage(self, stage: str, upstream: str) -> dict[str, Any]:
+        """``@asset`` arguments of a per-partition stage reading ``upstream``'s partition."""
+        return {
+            **self.whole_stage(stage, [upstream]),
+            "partitions_def": self.partitions,
+            "backfill_policy": self.backfill_policy,
+        }
+
+    def whole_stage(self, stage: str, upstream: list[str]) -> dict[str, Any]:
+        """``@asset`` arguments of a stage over the whole dataset."""
+        return {
+            "key": self.key(stage),
+            "deps": [self.key(name) for name in upstream],
+            "group_name": self.spec.name,
+            "code_version": __version__,
+        }
 
 
 def cache_dir() -> Path:

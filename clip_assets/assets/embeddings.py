@@ -12,7 +12,7 @@ from dagster import (
     asset,
 )
 
-from clip_assets import __version__, paths
+from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.embed.stage import embed_images
@@ -29,13 +29,8 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
     @asset(
-        key=graph.key("embeddings"),
-        deps=[graph.key("images")],
-        partitions_def=graph.partitions,
-        backfill_policy=graph.backfill_policy,
-        group_name=spec.name,
+        **graph.partitioned_stage("embeddings", upstream="images"),
         kinds={"pytorch", "parquet"},
-        code_version=__version__,
         pool="gpu",
     )
     def embeddings(

@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from clip_assets import __version__, paths
+from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.embeddings import MODEL_IDENTITY_KEY
 from clip_assets.index.build import build_index
@@ -83,11 +83,8 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
     @asset(
-        key=graph.key("faiss_index"),
-        deps=[graph.key("embeddings")],
-        group_name=spec.name,
+        **graph.whole_stage("faiss_index", ["embeddings"]),
         kinds={"faiss"},
-        code_version=__version__,
         automation_condition=REBUILD_ON_NEW_INPUTS,
     )
     def faiss_index(

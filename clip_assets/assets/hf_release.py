@@ -67,11 +67,8 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
     @asset(
-        key=graph.key("hf_release"),
-        deps=[graph.key("faiss_index"), graph.key("id_mapping")],
-        group_name=spec.name,
+        **graph.whole_stage("hf_release", ["faiss_index", "id_mapping"]),
         kinds={"huggingface"},
-        code_version=__version__,
         automation_condition=REBUILD_ON_NEW_INPUTS,
     )
     def hf_release(

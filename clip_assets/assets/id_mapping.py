@@ -3,7 +3,7 @@
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from clip_assets import __version__, paths
+from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
 from clip_assets.index.mapping import build_id_mapping
@@ -14,11 +14,8 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
     @asset(
-        key=graph.key("id_mapping"),
-        deps=[graph.key("faiss_index"), graph.key("metadata")],
-        group_name=spec.name,
+        **graph.whole_stage("id_mapping", ["faiss_index", "metadata"]),
         kinds={"parquet"},
-        code_version=__version__,
         automation_condition=REBUILD_ON_NEW_INPUTS,
     )
     def id_mapping(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:

@@ -12,7 +12,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from clip_assets import __version__, paths
+from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.download.stage import DownloadProgress, download_shard, retry_failed
@@ -43,15 +43,7 @@ def _summary_metadata(summary: dict) -> dict:
 def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
-    @asset(
-        key=graph.key("images"),
-        deps=[graph.key("metadata")],
-        partitions_def=graph.partitions,
-        backfill_policy=graph.backfill_policy,
-        group_name=spec.name,
-        kinds={"parquet"},
-        code_version=__version__,
-    )
+    @asset(**graph.partitioned_stage("images", upstream="metadata"), kinds={"parquet"})
     def images(
         context: AssetExecutionContext,
         config: ImagesConfig,

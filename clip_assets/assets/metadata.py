@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from clip_assets import __version__, paths
+from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph, cache_dir
 from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.source.files import SourceFile, fetch_source_file
@@ -15,15 +15,7 @@ from resources.storage import StorageResource
 def build_metadata_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
-    @asset(
-        key=graph.key("metadata"),
-        deps=[graph.key("source")],
-        partitions_def=graph.partitions,
-        backfill_policy=graph.backfill_policy,
-        group_name=spec.name,
-        kinds={"parquet"},
-        code_version=__version__,
-    )
+    @asset(**graph.partitioned_stage("metadata", upstream="source"), kinds={"parquet"})
     def metadata(
         context: AssetExecutionContext, storage: StorageResource, hub: HubResource
     ) -> MaterializeResult:

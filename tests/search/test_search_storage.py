@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gcp_storage_emulator.server import create_server
 
 from clip_assets.cli import main
 from clip_assets.search.stored import open_stored
 from resources.storage import StorageResource, storage_for_root
-
-
-@pytest.fixture(scope="module")
-def gcs_emulator() -> Iterator[str]:
-    """An in-memory GCS emulator on a free loopback port, with bucket ``clip-bucket``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="clip-bucket")
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "gcs"])
