@@ -156,7 +156,7 @@ def build_index(
     tune_ids, eval_ids = _query_ids(n, settings.query_count, rng)
     if plan.index is None:
         key, key_reason = choose_index_key(n, dim, settings)
-        index = create_index(key, dim, settings.metric_type)
+        index = create_index(key, dim, settings.metric_type, settings.hnsw_ef_construction)
     else:
         index, key, key_reason = plan.index, plan.index_key, "kept from the previous build"
     train_ids = np.zeros(0, np.int64)

@@ -51,8 +51,13 @@ def choose_index_key(nb_vectors: int, dim: int, settings: IndexSettings) -> tupl
     return keys[0], f"autofaiss get_optimal_index_keys_v2 (max {settings.max_index_memory_usage})"
 
 
-def create_index(key: str, dim: int, metric_type: str) -> faiss.Index:
-    """An empty index for ``key``; raises if any level of it does not use ``metric_type``."""
+def create_index(
+    key: str, dim: int, metric_type: str, ef_construction: int | None = None
+) -> faiss.Index:
+    """An empty index for ``key``; raises if any level of it does not use ``metric_type``.
+
+    ``ef_construction`` applies to the HNSW graph, whether the index or its coarse quantizer.
+    """
     metric = METRICS[metric_type]
     index = faiss.index_factory(dim, key, metric)
     ivf = faiss.try_extract_index_ivf(index)
@@ -60,6 +65,11 @@ def create_index(key: str, dim: int, metric_type: str) -> faiss.Index:
     wrong = [type(level).__name__ for level in levels if level.metric_type != metric]
     if wrong:
         raise ValueError(f"{key}: {wrong} do not use metric {metric_type}")
+    if ef_construction:
+        for level in levels:
+            level = faiss.downcast_index(level)
+            if isinstance(level, faiss.IndexHNSW):
+                level.hnsw.efConstruction = ef_construction
     return index
 
 

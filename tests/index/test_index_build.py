@@ -203,3 +203,13 @@ def test_an_ivf_override_larger_than_the_data_is_a_clear_error(tmp_path):
     shards, _ = write_shards(tmp_path / "emb", {"p0": 40}, DIM)
     with pytest.raises(ValueError, match="more IVF lists than"):
         build_index(shards, tmp_path / "index", settings(index_key="IVF64,Flat"))
+
+
+def test_hnsw_build_effort_reaches_the_graph_and_the_coarse_quantizer():
+    from clip_assets.index.factory import create_index
+
+    hnsw = create_index("HNSW32", DIM, "ip", ef_construction=128)
+    assert faiss.downcast_index(hnsw).hnsw.efConstruction == 128
+    ivf_index = create_index("IVF64_HNSW16,Flat", DIM, "ip", ef_construction=100)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(ivf_index).quantizer)
+    assert quantizer.hnsw.efConstruction == 100
