@@ -13,7 +13,7 @@ from conftest import DIM, FAST
 from index_samples import embeddings_table, write_shards
 
 from clip_assets.index import EmbeddingShard, IndexSettings, build_index, open_index
-from clip_assets.index.factory import choose_index_key
+from clip_assets.index.factory import choose_index_key, create_index
 from clip_assets.index.params import apply_search_params
 from clip_assets.index.recall import search_recall
 
@@ -206,8 +206,6 @@ def test_an_ivf_override_larger_than_the_data_is_a_clear_error(tmp_path):
 
 
 def test_hnsw_build_effort_reaches_the_graph_and_the_coarse_quantizer():
-    from clip_assets.index.factory import create_index
-
     hnsw = create_index("HNSW32", DIM, "ip", ef_construction=128)
     assert faiss.downcast_index(hnsw).hnsw.efConstruction == 128
     ivf_index = create_index("IVF64_HNSW16,Flat", DIM, "ip", ef_construction=100)
