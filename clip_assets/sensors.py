@@ -33,7 +33,9 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
         name=f"{spec.name}_discover_shards",
         asset_selection=stages,
         minimum_interval_seconds=600 if remote else 30,
-        default_status=DefaultSensorStatus.RUNNING,
+        # A remote source starts stopped: turning it on launches a large backfill, which a
+        # person should choose to do; a local folder (the demo, tests, a mirror) just follows.
+        default_status=DefaultSensorStatus.STOPPED if remote else DefaultSensorStatus.RUNNING,
         description=f"Adds a partition per new slice of {spec.source} and runs it.",
     )
     def discover_shards(
