@@ -10,9 +10,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, Definitions, evaluate_automation_conditions, materialize
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    evaluate_automation_conditions,
+    materialize,
+)
 from huggingface_hub import DatasetCard
 
+from clip_assets.assets.checks import build_checks
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.definitions import dataset_assets
 from clip_assets.embed import model as embed_model
@@ -232,3 +239,27 @@ def test_retry_failed_only_refetches_transient_failures(built) -> None:
     kept = pc.invert(pc.is_in(before["url"], value_set=retried))
     assert after.filter(kept).equals(before.filter(kept))
     assert after.num_rows == before.num_rows
+
+
+def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:
+    """Last: it damages the built files."""
+    graph = DatasetGraph(built["spec"])
+    checks = build_checks(graph)
+    index = built["root"] / "index" / "faiss"
+    index.write_bytes(index.read_bytes()[:-100])
+    mapping = next((built["root"] / "id_mapping").glob("*.parquet"))
+    table = pq.read_table(mapping)
+    pq.write_table(table.slice(0, table.num_rows - 1), mapping)
+    result = materialize(
+        [*dataset_assets(graph), *checks],
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=AssetSelection.checks(*checks),
+        raise_on_error=False,
+    )
+    outcomes = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert outcomes == {
+        "size_equals_ok_images": False,
+        "recall_at_10": True,
+        "ids_cover_index_once": False,
+    }

@@ -4,6 +4,8 @@ import json
 import time
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Failure,
@@ -23,6 +25,7 @@ from resources.storage import StorageResource
 #: Parquet schema metadata key holding the model identity, so later stages (and anyone
 #: reading the file) know which model made the vectors.
 MODEL_IDENTITY_KEY = b"clip_assets.model"
+VECTORS_CHECK = "finite_unit_vectors"
 
 
 def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
@@ -32,6 +35,15 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         **graph.partitioned_stage("embeddings", upstream="images"),
         kinds={"pytorch", "parquet"},
         pool="gpu",
+        check_specs=[
+            AssetCheckSpec(
+                VECTORS_CHECK,
+                asset=graph.key("embeddings"),
+                blocking=True,
+                description="Every vector is finite, unit-norm and of the model's dimension; "
+                "a partition that fails is not written.",
+            )
+        ],
     )
     def embeddings(
         context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource
@@ -46,6 +58,7 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         """
         encoder = clip_model.get_encoder()
         identity = json.dumps(encoder.identity, sort_keys=True).encode()
+        checked: dict[str, dict] = {}
 
         def materialize_one(key: str) -> dict:
             images = storage.read_table(paths.images(spec.name, key))
@@ -59,6 +72,7 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                     description=f"{key}: embeddings are not finite unit vectors of {encoder.dim}",
                     metadata={"check": MetadataValue.json(check)},
                 )
+            checked[key] = check
             table = table.replace_schema_metadata({MODEL_IDENTITY_KEY: identity})
             storage.write_table(paths.embeddings(spec.name, key), table)
             return {
@@ -70,6 +84,24 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                 "path": MetadataValue.path(storage.uri(paths.embeddings(spec.name, key))),
             }
 
-        return run_partitions(context, materialize_one)
+        result = run_partitions(context, materialize_one)
+        vectors = AssetCheckResult(
+            check_name=VECTORS_CHECK,
+            passed=True,
+            metadata={
+                "rows": sum(c["rows"] for c in checked.values()),
+                "dim": encoder.dim,
+                "max_norm_error": max(
+                    (
+                        abs(c[b] - 1.0)
+                        for c in checked.values()
+                        for b in ("min_norm", "max_norm")
+                        if c[b] is not None
+                    ),
+                    default=0.0,
+                ),
+            },
+        )
+        return MaterializeResult(metadata=result.metadata, check_results=[vectors])
 
     return embeddings
