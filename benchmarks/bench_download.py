@@ -86,8 +86,8 @@ def run_ours(urls: Path, out: Path, n: int, args: argparse.Namespace, concurrenc
 def run_img2dataset(
     urls: Path, out: Path, n: int, args: argparse.Namespace, threads: int
 ) -> Result:
-    """img2dataset's CLI from the peers venv; shards sized so every process gets several."""
-    shard = max(50, n // (args.processes * 4))
+    """img2dataset's CLI from the peers venv; ``--i2d-shard`` rows per shard."""
+    shard = args.i2d_shard
     cmd = [
         str(h.PEERS_PYTHON.with_name("img2dataset")),
         f"--url_list={urls}",
@@ -126,6 +126,48 @@ def run_img2dataset(
     )
 
 
+def report_ratio(results: list[Result], label: str) -> None:
+    """Our best config against img2dataset's best, by whole-command images/s."""
+    best = {
+        tool: max((r for r in results if r.tool == tool), key=lambda r: r.n / r.wall_s)
+        for tool in {r.tool for r in results}
+    }
+    if len(best) == 2:
+        ours, peer = best["clip-assets"], best["img2dataset"]
+        print(
+            f"\n{label}: clip-assets / img2dataset (best configs): "
+            f"{peer.wall_s / ours.wall_s:.2f}x images/s whole command, "
+            f"{peer.inner_s / ours.inner_s:.2f}x download loop, "
+            f"{peer.cpu_s / ours.cpu_s:.2f}x images per CPU-second; "
+            f"successes {ours.ok} vs {peer.ok}; "
+            f"peak PSS {ours.peak_pss_mb:.0f} vs {peer.peak_pss_mb:.0f} MB"
+        )
+
+
+def report_marginal(results: list[Result], n: int, n2: int) -> None:
+    """Per config, the cost of the N2 - N extra images: (N2 - N) / (wall2 - wall1) and per
+    CPU-second likewise, which cancels start-up (imports, process pools) on both sides."""
+    rows, marginal = [], {}
+    for small in (r for r in results if r.n == n):
+        big = next(
+            r for r in results if r.n == n2 and (r.tool, r.config) == (small.tool, small.config)
+        )
+        img_s = (n2 - n) / (big.wall_s - small.wall_s)
+        img_cpu = (n2 - n) / (big.cpu_s - small.cpu_s)
+        rows.append([small.tool, small.config, f"{img_s:.1f}", f"{img_cpu:.1f}"])
+        best = marginal.get(small.tool)
+        if best is None or img_s > best[0]:
+            marginal[small.tool] = (img_s, img_cpu)
+    print(f"\nmarginal cost of images {n + 1} to {n2} (start-up cancelled out):")
+    print(h.table(rows, ["tool", "config", "img/s", "img/CPU-s"]))
+    if len(marginal) == 2:
+        ours, peer = marginal["clip-assets"], marginal["img2dataset"]
+        print(
+            f"marginal: clip-assets / img2dataset (best configs): {ours[0] / peer[0]:.2f}x "
+            f"images/s, {ours[1] / peer[1]:.2f}x images per CPU-second"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="URLs to download")
@@ -134,6 +176,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--processes", type=int, default=2, help="worker processes, both tools")
     parser.add_argument("--i2d-threads", default="32,64,128", help="img2dataset thread counts")
+    parser.add_argument(
+        "--i2d-shard",
+        type=int,
+        default=250,
+        help="img2dataset rows per shard: small enough that each process gets several",
+    )
     parser.add_argument("--our-concurrency", default="64", help="our in-flight request limits")
     parser.add_argument(
         "--nice",
@@ -141,6 +189,12 @@ def main() -> None:
         default=0,
         help="niceness for this script, the server and both tools (negative needs root): "
         "keeps other work on a shared machine from skewing the comparison",
+    )
+    parser.add_argument(
+        "--n2",
+        type=int,
+        help="also run every config on N2 other URLs and print the marginal cost of the extra "
+        "N2 - N images: steady-state figures with every fixed start-up cost cancelled out",
     )
     parser.add_argument("--skip-ours", action="store_true", help="peer side only")
     parser.add_argument("--keep", type=Path, help="keep outputs in this folder")
@@ -151,37 +205,31 @@ def main() -> None:
     pool = h.image_pool(args.pool)
     work = Path(tempfile.mkdtemp(prefix="bench-download-", dir=args.keep))
     results: list[Result] = []
+    sizes = [args.n] if args.n2 is None else [args.n, args.n2]
     with h.ServerProcess(pool, args.latency) as server:
-        urls = work / "urls.parquet"
-        h.write_url_list(urls, [server.url(i) for i in range(args.n)], pool)
+        lists = {}
+        for n in sizes:
+            lists[n] = work / f"urls-{n}.parquet"
+            first = 0 if n == args.n else args.n  # the second list shares no URL with the first
+            h.write_url_list(lists[n], [server.url(first + i) for i in range(n)], pool)
         runs = [] if args.skip_ours else [("ours", int(c)) for c in args.our_concurrency.split(",")]
         runs += [("img2dataset", int(t)) for t in args.i2d_threads.split(",")]
         for tool, knob in runs:
-            out = work / f"{tool}-{knob}"
-            out.mkdir()
-            run = run_ours if tool == "ours" else run_img2dataset
-            results.append(run(urls, out, args.n, args, knob))
-            print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
+            for n in sizes:
+                out = work / f"{tool}-{knob}-{n}"
+                out.mkdir()
+                run = run_ours if tool == "ours" else run_img2dataset
+                results.append(run(lists[n], out, n, args, knob))
+                print(h.table([results[-1].row()], HEADER).splitlines()[-1], flush=True)
 
     print(
-        f"\nN={args.n} URLs, latency {args.latency * 1000:.0f} ms, pool {args.pool} images, "
+        f"\nlatency {args.latency * 1000:.0f} ms, pool {args.pool} images, "
         f"image_size {args.image_size} keep_ratio jpg q95, sha256 verified"
     )
     print(h.table([r.row() for r in results], HEADER))
-    best = {
-        tool: max((r for r in results if r.tool == tool), key=lambda r: r.n / r.wall_s)
-        for tool in {r.tool for r in results}
-    }
-    if len(best) == 2:
-        ours, peer = best["clip-assets"], best["img2dataset"]
-        print(
-            f"\nratio clip-assets / img2dataset (best configs): "
-            f"{peer.wall_s / ours.wall_s:.2f}x images/s whole command, "
-            f"{peer.inner_s / ours.inner_s:.2f}x download loop, "
-            f"{peer.cpu_s / ours.cpu_s:.2f}x images per CPU-second; "
-            f"successes {ours.ok} vs {peer.ok}; "
-            f"peak PSS {ours.peak_pss_mb:.0f} vs {peer.peak_pss_mb:.0f} MB"
-        )
+    report_ratio([r for r in results if r.n == args.n], f"N={args.n}")
+    if args.n2 is not None:
+        report_marginal(results, args.n, args.n2)
     if args.keep is None:
         shutil.rmtree(work)
 
