@@ -49,6 +49,7 @@ def test_tiny_input_builds_flat_and_still_measures_recall(tmp_path):
     assert infos["recall"]["image"]["recall@10"] == 1.0
     assert infos["recall"]["text"]["queries"] == 3
     assert infos["recall@1"] == 1.0
+    assert infos["recall"]["queries_in_index"]  # too few vectors to hold queries back
     assert infos["latency_ms"]["p50"] > 0
     on_disk = json.loads((tmp_path / "index" / "index_infos.json").read_text())
     assert on_disk["nb vectors"] == 30
@@ -77,6 +78,8 @@ def test_hnsw_tuning_picks_the_cheapest_ef_search_that_meets_the_target(tmp_path
     assert all(p["recall@10"] < 0.95 for p in curve if p["params"]["efSearch"] < chosen)
     assert infos["index_param"] == f"efSearch={chosen}"
     assert infos["recall@10"] >= 0.9  # held-out queries, not the tuning ones
+    assert not infos["recall"]["queries_in_index"]  # measured before the queries were added
+    assert infos["nb vectors"] == 3000
     index = open_index(tmp_path / "index")
     assert faiss.downcast_index(index).hnsw.efSearch == chosen
 
@@ -109,7 +112,7 @@ def test_recall_is_measured_a_bad_parameter_scores_lower(ivf_build):
     tuned = search_recall(index, queries, truth, own, 10)["recall@10"]
     apply_search_params(index, {"nprobe": 1, "quantizer_efSearch": 16})
     starved = search_recall(index, queries, truth, own, 10)["recall@10"]
-    assert starved < tuned - 0.1
+    assert starved < tuned - 0.05
     assert tuned >= 0.9
 
 
@@ -140,7 +143,7 @@ def test_compressed_opq_ivf_pq_index_builds_searches_and_reports_recall(tmp_path
     index = open_index(tmp_path / "index")  # IVF lists memory-mapped
     assert faiss.extract_index_ivf(index).nprobe == infos["search_params"]["nprobe"]
     _, found = index.search(vectors[:50], 10)
-    assert (found[:, 0] == np.arange(50)).mean() > 0.5
+    assert (found == np.arange(50)[:, None]).any(axis=1).mean() > 0.8  # itself in its top 10
 
     # An autofaiss-written infos (the Fondant release's) opens with its index_param applied.
     autofaiss_infos = {"index_key": key, "index_param": "nprobe=8,efSearch=20,ht=2048"}
