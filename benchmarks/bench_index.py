@@ -218,7 +218,7 @@ def main() -> None:
         )
     for r in results:
         if r.get("curve"):
-            print(f"\n{r['name']} tuning curve (tuning queries: sampled indexed vectors):")
+            print(f"\n{r['name']} tuning curve (the build's own tuning queries):")
             for point in r["curve"]:
                 print(
                     f"  {json.dumps(point['params']):40} recall@10 {point['recall@10']:.3f}"
