@@ -26,8 +26,9 @@ class IndexSettings:
         should_be_memory_mappable: restrict the choice to keys whose data can be mmapped.
         recall_target: recall@``recall_k`` the tuner must reach at the least latency.
         recall_k: the k of that target.
-        query_count: sampled image embeddings used for tuning, and as many again, disjoint,
-            held out for the reported recall.
+        query_count: image queries for tuning, and as many again, disjoint, for the reported
+            recall; taken from the last ids and added only after measuring when there are
+            enough new vectors (see ``build._query_ids``).
         latency_queries: single-vector searches timed for p50/p99.
         incremental_add_max_share: largest share of new vectors a trained IVF index takes
             without retraining; past it the index is rebuilt.
