@@ -121,7 +121,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict]:
     ]
     del flat
 
-    settings = IndexSettings(nb_cores=args.threads, hnsw_ef_construction=args.ef_construction)
+    settings = IndexSettings(nb_cores=args.threads)
+    if args.ef_construction:
+        settings = IndexSettings(nb_cores=args.threads, hnsw_ef_construction=args.ef_construction)
     tick = time.perf_counter()
     infos = build_index(shards, work / "ours", settings)
     build_s = time.perf_counter() - tick
@@ -195,7 +197,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=faiss.omp_get_max_threads())
     parser.add_argument("--memory", default="32G", help="autofaiss current_memory_available")
-    parser.add_argument("--ef-construction", type=int, help="ours only; default: faiss's 40")
+    parser.add_argument("--ef-construction", type=int, help="ours only; default: IndexSettings's")
     parser.add_argument("--skip-autofaiss", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep files here (default: a temp folder)")

@@ -34,8 +34,9 @@ class IndexSettings:
             without retraining; past it the index is rebuilt.
         min_vectors_for_ivf: below this, memory-mappable builds use ``Flat`` instead of an IVF
             whose centroids could not be trained meaningfully.
-        hnsw_ef_construction: HNSW build effort (graph and HNSW coarse quantizer); ``None``
-            keeps faiss's 40, as autofaiss does. Higher builds slower, reaches more recall.
+        hnsw_ef_construction: HNSW build effort (graph, or HNSW coarse quantizer); ``None``
+            keeps faiss's 40 (autofaiss's choice). On 1M clustered 512-d vectors, 40 caps
+            recall@10 near 0.945 at any efSearch; 128 reaches 0.96 at efSearch 48.
         batch_rows: rows read from parquet at a time (bounds the streaming memory).
         seed: sampling seed (training and query samples), so rebuilds are repeatable.
     """
@@ -52,7 +53,7 @@ class IndexSettings:
     latency_queries: int = 300
     incremental_add_max_share: float = 0.2
     min_vectors_for_ivf: int = 1_000
-    hnsw_ef_construction: int | None = None
+    hnsw_ef_construction: int | None = 128
     batch_rows: int = 65_536
     seed: int = 0
 
