@@ -4,18 +4,22 @@
 of IMAGES_SCHEMA columns except ``uid`` and ``url``) per job to ``emit``, in completion order,
 from the calling thread. It never raises for a bad URL, server or image. Decoding runs in a
 small thread pool so the loop keeps reading sockets meanwhile (Pillow releases the GIL while
-decoding, resizing and encoding). At most ``2 * concurrency`` jobs are in flight, so memory
-stays flat however long the shard.
+decoding, resizing and encoding). At most ``2 * concurrency`` jobs are in flight, and with a
+``Gate`` no job starts before the caller has room for its row, so memory stays flat however
+long the shard. ``iter_jobs`` builds ``Job``s from metadata columns a batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from clip_assets.download import reasons
 from clip_assets.download.fetch import Fetched, Fetcher
@@ -26,7 +30,7 @@ Row = dict[str, Any]
 Emit = Callable[[int, Row], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """One metadata row to download: its position, URL, expected SHA-256 and face boxes."""
 
@@ -36,26 +40,77 @@ class Job:
     face_bboxes: list[list[float]] | None = None
 
 
+def iter_jobs(
+    columns: pa.Table, blur_faces: bool, *, start: int = 0, step: int = 1
+) -> Iterator[Job]:
+    """Jobs for the rows of ``columns`` (``url``, ``sha256``, ``face_bboxes`` where present);
+    row k gets index ``start + k * step``. Built a batch at a time so a 50,000-row shard never
+    exists as Python objects at once; face boxes are read only when they will be used."""
+    names = set(columns.column_names) - (set() if blur_faces else {"face_bboxes"})
+    k = start
+    for batch in columns.to_batches(max_chunksize=1024):
+        n = batch.num_rows
+        urls, hashes, faces = (
+            batch.column(name).to_pylist() if name in names else [None] * n
+            for name in ("url", "sha256", "face_bboxes")
+        )
+        for i in range(n):
+            yield Job(k, urls[i], hashes[i], faces[i])
+            k += step
+
+
+class Gate:
+    """Lets job ``index`` start only while ``index < limit``; ``open_to`` raises the limit
+    from any thread. This is how the consumer of the rows bounds how far ahead of the first
+    unfinished row the downloads may run, and so how many finished rows it must hold."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def open_to(self, limit: int) -> None:
+        if limit <= self._limit:
+            return
+        self._limit = limit  # set before reading _loop: ``wait`` sets _loop, then reads this
+        if self._loop is not None:
+            # RuntimeError: the loop has closed, so every job has started and nothing waits.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake)
+
+    async def wait(self, index: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        while index >= self._limit:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
 def run_jobs(
-    jobs: Sequence[Job],
+    jobs: Iterable[Job],
     settings: DownloadSettings,
     emit: Emit,
     *,
     concurrency: int,
     per_host: int,
     decode_threads: int,
+    gate: Gate | None = None,
 ) -> None:
     """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job."""
-    asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads))
+    asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads, gate))
 
 
 async def _run(
-    jobs: Sequence[Job],
+    jobs: Iterable[Job],
     settings: DownloadSettings,
     emit: Emit,
     concurrency: int,
     per_host: int,
     decode_threads: int,
+    gate: Gate | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     # DNS lookups run on the default executor; its few threads would serialise them.
@@ -79,6 +134,8 @@ async def _run(
 
             tasks = set()
             for job in jobs:
+                if gate is not None:
+                    await gate.wait(job.index)
                 await window.acquire()
                 task = asyncio.create_task(one(job))
                 tasks.add(task)

@@ -1,11 +1,15 @@
 """Public entry points of the images stage: a metadata slice in, an images table out.
 
-``download_shard`` reads a table with METADATA_SCHEMA columns (only ``uid``, ``url``,
-``sha256`` and ``face_bboxes`` are used) and returns an IMAGES_SCHEMA table with exactly one
-row per input row, in input order, whatever the URLs, servers or bytes do (see ``reasons`` for
-the ``reason`` vocabulary). ``retry_failed`` re-downloads only the transient failures of such a
-table. Neither writes anything: storing the table is the caller's job. Small shards run in this
-process; larger ones are spread over worker processes (see ``workers``).
+``download_shard_to_file`` reads a table with METADATA_SCHEMA columns (only ``uid``, ``url``,
+``sha256`` and, when blurring faces, ``face_bboxes`` are used) and writes an IMAGES_SCHEMA
+parquet file with exactly one row per input row, in input order, whatever the URLs, servers or
+bytes do (see ``reasons`` for the ``reason`` vocabulary). ``retry_failed_to_file`` re-downloads
+only the transient failures of such a file. Both write atomically (``writer.atomic_parquet``)
+and hold a bounded number of rows, however long the partition: rows finish out of order, so
+finished rows wait in memory until every earlier row has finished, and no row starts more than
+``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. ``download_shard`` and
+``retry_failed`` do the same but return the table (for small shards, tests and notebooks).
+Small shards run in this process; larger ones are spread over worker processes (``workers``).
 """
 
 from __future__ import annotations
@@ -14,18 +18,32 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from clip_assets.download.pipeline import Emit, Job, Row, run_jobs
-from clip_assets.download.reasons import TRANSIENT_REASONS
+from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
 from clip_assets.download.settings import DownloadSettings
 from clip_assets.download.workers import run_parallel
+from clip_assets.download.writer import (
+    Flush,
+    OrderedRows,
+    RetryMerge,
+    atomic_parquet,
+    transient_failures,
+)
 from clip_assets.schemas import IMAGES_SCHEMA
+
+ROW_GROUP_ROWS = 1024
+#: The reorder window in row groups. Finished rows held: up to 5 row groups (~230 MB of
+#: 256 px images at the defaults). A row slower than 4 groups' worth of downloads (a dead host
+#: timing out, then retried) pauses new starts until it ends: a wider window trades memory
+#: for fewer such pauses.
+WINDOW_GROUPS = 4
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,25 @@ class DownloadProgress:
 OnProgress = Callable[[DownloadProgress], None]
 
 
+def download_shard_to_file(
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    path: Path,
+    *,
+    on_progress: OnProgress | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> None:
+    """Downloads every row of ``metadata`` into the IMAGES_SCHEMA parquet file ``path``.
+
+    One row per input row in input order, exactly the rows ``download_shard`` returns, as zstd
+    row groups of ``row_group_rows``; ``path`` appears only once complete (its folder must
+    exist). Memory is bounded by ``row_group_rows`` (see ``WINDOW_GROUPS``), not by the
+    partition size.
+    """
+    with atomic_parquet(path) as write:
+        _download(metadata, settings, write, on_progress, row_group_rows)
+
+
 def download_shard(
     metadata: pa.Table,
     settings: DownloadSettings,
@@ -54,9 +91,31 @@ def download_shard(
     on_progress: OnProgress | None = None,
 ) -> pa.Table:
     """Downloads every row of ``metadata``; returns IMAGES_SCHEMA rows in input order."""
-    jobs = _jobs(metadata)
-    rows = _download(jobs, settings, on_progress)
-    return _table(metadata, rows)
+    tables: list[pa.Table] = []
+    _download(metadata, settings, tables.append, on_progress, ROW_GROUP_ROWS)
+    return pa.concat_tables(tables) if tables else IMAGES_SCHEMA.empty_table()
+
+
+def retry_failed_to_file(
+    previous: Path,
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    path: Path,
+    *,
+    on_progress: OnProgress | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> None:
+    """``retry_failed`` from the images file ``previous`` to the file ``path`` (may be the
+    same): kept rows are copied a row group at a time, retried rows merged in, and ``path``
+    is replaced atomically. With nothing to retry and ``path == previous`` nothing is written.
+    """
+    source = pq.ParquetFile(previous)
+    indices = transient_failures(source.read(columns=["uid", "status", "reason"]), metadata)
+    if not indices and Path(path).resolve() == Path(previous).resolve():
+        return
+    batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
+    with atomic_parquet(path) as write:
+        _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
 
 
 def retry_failed(
@@ -71,52 +130,55 @@ def retry_failed(
     ``previous`` must be the images table made from ``metadata`` (same uids, same order);
     other rows come back byte-identical. A retried row's ``attempts`` adds to its old count.
     """
-    if previous.num_rows != metadata.num_rows or not previous["uid"].equals(metadata["uid"]):
-        raise ValueError("previous images table does not match metadata (uids or order differ)")
-    failed = pc.equal(previous["status"], "failed")
-    transient = pc.is_in(previous["reason"], pa.array(sorted(TRANSIENT_REASONS)))
-    indices = pc.indices_nonzero(pc.and_kleene(failed, pc.fill_null(transient, False)))
-    if len(indices) == 0:
+    indices = transient_failures(previous, metadata)
+    if not indices:
         return previous
-    retried = download_shard(metadata.take(indices), settings, on_progress=on_progress)
-    old_attempts = pc.fill_null(previous["attempts"].take(indices), 0)
-    new_attempts = pc.add(pc.fill_null(retried["attempts"], 0), old_attempts)
-    retried = retried.set_column(
-        retried.schema.get_field_index("attempts"), IMAGES_SCHEMA.field("attempts"), new_attempts
-    )
-    positions = {int(i): j for j, i in enumerate(indices.to_pylist())}
-    take_from = [positions.get(i) for i in range(previous.num_rows)]
-    merged = pa.concat_tables([previous.cast(IMAGES_SCHEMA), retried.cast(IMAGES_SCHEMA)])
-    order = [previous.num_rows + j if j is not None else i for i, j in enumerate(take_from)]
-    return merged.take(pa.array(order, pa.int64())).combine_chunks()
+    tables: list[pa.Table] = []
+    _retry([previous], indices, metadata, settings, tables.append, on_progress, ROW_GROUP_ROWS)
+    return pa.concat_tables(tables)
 
 
-def _jobs(metadata: pa.Table) -> list[Job]:
-    n = metadata.num_rows
-    names = set(metadata.column_names)
-    urls = metadata["url"].to_pylist() if "url" in names else [None] * n
-    hashes = metadata["sha256"].to_pylist() if "sha256" in names else [None] * n
-    faces = metadata["face_bboxes"].to_pylist() if "face_bboxes" in names else [None] * n
-    return [Job(i, urls[i], hashes[i], faces[i]) for i in range(n)]
+def _retry(
+    previous: Iterable[pa.Table],
+    indices: list[int],
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    flush: Flush,
+    on_progress: OnProgress | None,
+    row_group_rows: int,
+) -> None:
+    merge = RetryMerge(previous, indices, flush)
+    if indices:
+        retried = metadata.take(pa.array(indices, pa.int64()))
+        _download(retried, settings, merge.add, on_progress, row_group_rows)
+    merge.finish()
 
 
 def _download(
-    jobs: Sequence[Job], settings: DownloadSettings, on_progress: OnProgress | None
-) -> list[Row | None]:
-    rows: list[Row | None] = [None] * len(jobs)
-    tracker = _Tracker(len(jobs), on_progress)
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    flush: Flush,
+    on_progress: OnProgress | None,
+    row_group_rows: int,
+) -> None:
+    """Downloads every row of ``metadata``, handing in-order tables to ``flush``."""
+    ordered = OrderedRows(metadata, row_group_rows, flush)
+    tracker = _Tracker(metadata.num_rows, on_progress)
 
     def emit(index: int, row: Row) -> None:
-        rows[index] = row
+        ordered.add(index, row)
         tracker.add(row)
 
-    processes = _processes(len(jobs), settings)
+    def limit() -> int:
+        return ordered.next + WINDOW_GROUPS * row_group_rows
+
+    processes = _processes(metadata.num_rows, settings)
     if processes > 1:
-        run_parallel(jobs, settings, emit, processes)
-    elif jobs:
-        _in_this_process(jobs, settings, emit)
+        run_parallel(metadata, settings, emit, processes, limit)
+    elif metadata.num_rows:
+        _in_this_process(metadata, settings, emit, limit)
+    ordered.finish()
     tracker.finish()
-    return rows
 
 
 def _processes(n_jobs: int, settings: DownloadSettings) -> int:
@@ -125,15 +187,24 @@ def _processes(n_jobs: int, settings: DownloadSettings) -> int:
     return max(0, min(wanted, n_jobs // max(1, settings.min_rows_per_worker)))
 
 
-def _in_this_process(jobs: Sequence[Job], settings: DownloadSettings, emit: Emit) -> None:
+def _in_this_process(
+    metadata: pa.Table, settings: DownloadSettings, emit: Emit, limit: Callable[[], int]
+) -> None:
+    gate = Gate(limit())
+
+    def emit_and_open(index: int, row: Row) -> None:
+        emit(index, row)
+        gate.open_to(limit())
+
     def run() -> None:
         run_jobs(
-            jobs,
+            iter_jobs(metadata, settings.blur_faces),
             settings,
-            emit,
+            emit_and_open,
             concurrency=settings.concurrency,
             per_host=settings.per_host_concurrency,
             decode_threads=min(2, os.cpu_count() or 1),
+            gate=gate,
         )
 
     try:
@@ -177,19 +248,10 @@ class _Tracker:
             )
 
 
-def _table(metadata: pa.Table, rows: Sequence[Row | None]) -> pa.Table:
-    missing = [i for i, row in enumerate(rows) if row is None]
-    if missing:
-        raise RuntimeError(f"{len(missing)} rows got no result (first: {missing[0]})")
-    urls = metadata["url"] if "url" in metadata.column_names else pa.nulls(len(rows))
-    columns: dict[str, object] = {
-        "uid": metadata["uid"].cast(pa.string()),
-        "url": urls.cast(pa.string()),
-    }
-    for field in IMAGES_SCHEMA:
-        if field.name not in columns:
-            columns[field.name] = pa.array([row[field.name] for row in rows], field.type)
-    return pa.table(columns, schema=IMAGES_SCHEMA)
-
-
-__all__ = ["DownloadProgress", "download_shard", "retry_failed"]
+__all__ = [
+    "DownloadProgress",
+    "download_shard",
+    "download_shard_to_file",
+    "retry_failed",
+    "retry_failed_to_file",
+]

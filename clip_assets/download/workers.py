@@ -1,9 +1,11 @@
 """Spreading a shard over worker processes, each running its own event loop and decoder.
 
-``run_parallel`` reads jobs and settings, starts ``processes`` workers that each take every
-``processes``-th job, and calls ``emit(index, row)`` in this process for every job as results
-stream back. It raises ``RuntimeError`` if a worker dies, so a partition never silently loses
-rows. Concurrency and the per-host limit are divided evenly among the workers.
+``run_parallel`` reads a metadata table and settings, starts ``processes`` workers that each
+take every ``processes``-th row, and calls ``emit(index, row)`` in this process for every row as
+results stream back. It raises ``RuntimeError`` if a worker dies, so a partition never silently
+loses rows. Concurrency and the per-host limit are divided evenly among the workers. No worker
+starts a row whose index is at or past ``limit()``: after each batch of rows the current limit
+goes down every worker's stdin, which is what keeps the caller's reorder buffer bounded.
 
 Why an event loop per process rather than one loop feeding a decode pool: on 2 cores the HTTP
 client's own CPU cost (~1 ms a request) is as large as decoding a draft-mode JPEG, so both
@@ -18,6 +20,7 @@ problem. Workers' stderr is inherited, so their tracebacks show up in the caller
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import pickle
@@ -25,12 +28,13 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import IO, Any
 
-from clip_assets.download.pipeline import Emit, Job, Row, run_jobs
+import pyarrow as pa
+
+from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
 from clip_assets.download.settings import DownloadSettings
 
 _FLUSH_ROWS = 32
@@ -38,14 +42,23 @@ _FLUSH_S = 0.2
 
 
 def run_parallel(
-    jobs: Sequence[Job], settings: DownloadSettings, emit: Emit, processes: int
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    emit: Emit,
+    processes: int,
+    limit: Callable[[], int],
 ) -> None:
-    """Downloads ``jobs`` in ``processes`` worker processes; ``emit`` runs in this process."""
+    """Downloads every row of ``metadata`` in ``processes`` worker processes; ``emit`` and
+    ``limit`` run in this process."""
     concurrency = math.ceil(settings.concurrency / processes)
     per_host = math.ceil(settings.per_host_concurrency / processes)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # Only the columns jobs read travel, as Arrow: a few bytes a row, not a Python object each.
+    wanted = [c for c in ("url", "sha256", "face_bboxes") if c in metadata.column_names]
+    columns = metadata.select(wanted)
     inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
     children = []
+    sent = limit()
     try:
         for i in range(processes):
             child = subprocess.Popen(
@@ -56,8 +69,9 @@ def run_parallel(
             )
             children.append(child)
             assert child.stdin is not None and child.stdout is not None
-            pickle.dump((list(jobs[i::processes]), settings, concurrency, per_host), child.stdin)
-            child.stdin.close()
+            mine = columns.take(list(range(i, metadata.num_rows, processes)))
+            start = (mine, i, processes, settings, concurrency, per_host, sent)
+            _send(child.stdin, start)
             threading.Thread(target=_relay, args=(child.stdout, inbox), daemon=True).start()
         running = processes
         while running:
@@ -65,8 +79,13 @@ def run_parallel(
             if kind == "rows":
                 for index, row in payload:
                     emit(index, row)
+                if limit() > sent:
+                    sent = limit()
+                    for child in children:
+                        _send(child.stdin, sent)
             elif kind == "done":
                 running -= 1
+                _close(children[payload].stdin)  # ends the worker's limit reader: it may exit
             else:
                 raise RuntimeError(f"download worker failed: {payload}")
     except BaseException:
@@ -75,7 +94,26 @@ def run_parallel(
         raise
     finally:
         for child in children:
+            _close(child.stdin)
             child.wait()
+
+
+def _send(stream: IO[bytes] | None, message: object) -> None:
+    """Pickles ``message`` down a worker's stdin; a dead worker is reported by its relay."""
+    try:
+        assert stream is not None
+        pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        stream.flush()
+    except (BrokenPipeError, ValueError):  # ValueError: already closed
+        pass
+
+
+def _close(stream: IO[bytes] | None) -> None:
+    try:
+        if stream is not None:
+            stream.close()
+    except BrokenPipeError:
+        pass
 
 
 def _relay(stream: IO[bytes], inbox: queue.Queue) -> None:
@@ -93,27 +131,56 @@ def _relay(stream: IO[bytes], inbox: queue.Queue) -> None:
 
 
 def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
-    """Worker body: reads its jobs, downloads them, streams rows back in small batches."""
+    """Worker body: reads its jobs, downloads them, streams rows back in small batches, and
+    meanwhile raises its gate to each limit the parent sends."""
     batch: list[tuple[int, Row]] = []
-    flushed = time.monotonic()
 
     def send(message: tuple[str, Any]) -> None:
         pickle.dump(message, sink, protocol=pickle.HIGHEST_PROTOCOL)
         sink.flush()
 
-    def emit(index: int, row: Row) -> None:
-        nonlocal flushed
-        batch.append((index, row))
-        if len(batch) >= _FLUSH_ROWS or time.monotonic() - flushed > _FLUSH_S:
+    def flush() -> None:
+        if batch:
             send(("rows", batch.copy()))
             batch.clear()
-            flushed = time.monotonic()
+
+    def emit(index: int, row: Row) -> None:
+        # On the event loop's thread. A timer, not the next row, sends a partial batch: a
+        # worker waiting at its gate emits nothing more, and the parent may be waiting for
+        # exactly the rows it holds.
+        if not batch:
+            asyncio.get_running_loop().call_later(_FLUSH_S, flush)
+        batch.append((index, row))
+        if len(batch) >= _FLUSH_ROWS:
+            flush()
+
+    def follow_limits(gate: Gate) -> None:
+        try:
+            while True:
+                gate.open_to(pickle.load(source))
+        except (EOFError, pickle.UnpicklingError, OSError):
+            return  # the parent is done with us or gone
 
     try:
-        jobs, settings, concurrency, per_host = pickle.load(source)
-        run_jobs(jobs, settings, emit, concurrency=concurrency, per_host=per_host, decode_threads=1)
+        columns, start, step, settings, concurrency, per_host, limit = pickle.load(source)
+        gate = Gate(limit)
+        follower = threading.Thread(target=follow_limits, args=(gate,), daemon=True)
+        follower.start()
+        jobs = iter_jobs(columns, settings.blur_faces, start=start, step=step)
+        run_jobs(
+            jobs,
+            settings,
+            emit,
+            concurrency=concurrency,
+            per_host=per_host,
+            decode_threads=1,
+            gate=gate,
+        )
         send(("rows", batch))
-        send(("done", None))
+        send(("done", start))  # worker i starts at row i
+        # Exiting while that thread blocks in a read of stdin aborts the interpreter: wait
+        # for the parent to close it.
+        follower.join()
     except BaseException:
         send(("error", traceback.format_exc()))
         raise

@@ -1,0 +1,162 @@
+"""The file-writing entry points: same rows as the table ones, atomic, bounded memory."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from dataclasses import replace
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from download_helpers import metadata
+from PIL import Image
+
+from clip_assets.download import stage
+from clip_assets.download.stage import (
+    download_shard,
+    download_shard_to_file,
+    retry_failed,
+    retry_failed_to_file,
+)
+from clip_assets.offline import images
+from clip_assets.offline.image_server import ImageServer, flaky, image, slow, status
+
+
+def noise_jpeg(seed: int, side: int = 210) -> bytes:
+    """~50 KB of JPEG that stays ~50 KB when re-encoded: noise does not compress."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def mixed_routes() -> dict:
+    routes = {f"/{i}.jpg": image(images.jpeg(70 + i, 50, i)) for i in range(9)}
+    routes["/gone"] = status(404)
+    routes["/page"] = image(b"<html>", "text/html")
+    return routes
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_file_holds_exactly_the_rows_download_shard_returns(settings, tmp_path, workers) -> None:
+    settings = replace(settings, workers=workers, min_rows_per_worker=1)
+    with ImageServer(mixed_routes()) as srv:
+        urls = [srv.url(f"/{i % 9}.jpg") for i in range(20)]
+        urls[3], urls[7], urls[11] = srv.url("/gone"), None, srv.url("/page")
+        meta = metadata(urls)
+        table = download_shard(meta, settings)
+        download_shard_to_file(meta, settings, tmp_path / "images.parquet", row_group_rows=3)
+    written = pq.ParquetFile(tmp_path / "images.parquet")
+    assert written.read().equals(table)
+    groups = [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)]
+    assert groups == [3] * 6 + [2]  # and a reorder window of 12 rows: workers wait for it
+    assert written.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert table["reason"].to_pylist()[3:12:4] == ["http_404", "missing_url", "not_an_image"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "images.parquet"]
+
+
+def test_empty_shard_writes_an_empty_file(settings, tmp_path) -> None:
+    download_shard_to_file(metadata([]), settings, tmp_path / "empty.parquet")
+    assert pq.read_table(tmp_path / "empty.parquet").equals(download_shard(metadata([]), settings))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failure_midway_leaves_the_old_file_and_no_temp_file(
+    settings, tmp_path, monkeypatch, workers
+) -> None:
+    monkeypatch.setattr(stage._Tracker, "interval_s", 0.0)  # report after every row
+    settings = replace(settings, workers=workers, min_rows_per_worker=1)
+    target = tmp_path / "images.parquet"
+    target.write_bytes(b"the previous materialisation")
+    seen = []
+
+    def fail_on_fifth(progress: stage.DownloadProgress) -> None:
+        seen.append(progress)
+        if progress.done == 5:
+            raise KeyboardInterrupt("cancelled")  # a run cancelled mid-partition
+
+    with ImageServer(mixed_routes()) as srv:
+        meta = metadata([srv.url(f"/{i % 9}.jpg") for i in range(12)])
+        with pytest.raises(KeyboardInterrupt):
+            download_shard_to_file(
+                meta, settings, target, on_progress=fail_on_fifth, row_group_rows=1
+            )
+    assert len(seen) == 5
+    assert target.read_bytes() == b"the previous materialisation"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_retry_failed_to_file_merges_transient_failures_in_place(settings, tmp_path) -> None:
+    routes = {
+        "/ok.jpg": image(images.jpeg(90, 60, 1)),
+        "/gone": status(404),
+        "/busy": flaky(image(images.jpeg(100, 100, 2)), times=1, code=503),
+        "/flaky": flaky(image(images.jpeg(120, 100, 3)), times=1, code=429),
+    }
+    once = replace(settings, retries=0)
+    target = tmp_path / "images.parquet"
+    with ImageServer(routes) as srv:
+        paths = ["/ok.jpg", "/busy", "/gone", "/ok.jpg", "/flaky", "/ok.jpg", "/gone"]
+        meta = metadata([srv.url(p) for p in paths] + [None])
+        download_shard_to_file(meta, once, target, row_group_rows=3)
+        first = pq.read_table(target)
+        retry_failed_to_file(target, meta, once, target, row_group_rows=2)
+        assert dict(srv.hits) == {"/ok.jpg": 3, "/busy": 2, "/gone": 2, "/flaky": 2}
+    merged = pq.read_table(target)
+    statuses = ["ok", "ok", "failed", "ok", "ok", "ok", "failed", "failed"]
+    assert merged["status"].to_pylist() == statuses
+    assert merged["attempts"].to_pylist() == [1, 2, 1, 1, 2, 1, 1, 0]
+    for i in (0, 2, 3, 5, 6, 7):
+        assert merged.slice(i, 1).equals(first.slice(i, 1))
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_retry_failed_to_file_matches_retry_failed(settings, tmp_path) -> None:
+    once = replace(settings, retries=0)
+    routes = {f"/{i}.jpg": flaky(image(images.jpeg(60, 60 + i, i)), times=2) for i in range(5)}
+    routes["/ok.jpg"] = image(images.jpeg(60, 60, 9))
+    with ImageServer(routes) as srv:
+        meta = metadata([srv.url(f"/{i}.jpg") for i in range(5)] + [srv.url("/ok.jpg")] * 4)
+        first = download_shard(meta, once)  # every /<i>.jpg answers 503 twice
+        download_shard_to_file(meta, once, tmp_path / "first.parquet")
+        expected = retry_failed(first, meta, once)
+        retry_failed_to_file(tmp_path / "first.parquet", meta, once, tmp_path / "retried.parquet")
+    assert expected["status"].to_pylist()[:5] == ["ok"] * 5
+    assert pq.read_table(tmp_path / "retried.parquet").equals(expected)
+
+
+def test_retry_failed_to_file_with_nothing_to_retry(settings, tmp_path) -> None:
+    meta = metadata([None, "ftp://x/y"])
+    download_shard_to_file(meta, settings, tmp_path / "a.parquet")
+    before = (tmp_path / "a.parquet").stat()
+    retry_failed_to_file(tmp_path / "a.parquet", meta, settings, tmp_path / "a.parquet")
+    retry_failed_to_file(tmp_path / "a.parquet", meta, settings, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").stat().st_mtime_ns == before.st_mtime_ns
+    assert pq.read_table(tmp_path / "b.parquet").equals(pq.read_table(tmp_path / "a.parquet"))
+    with pytest.raises(ValueError, match="does not match"):
+        retry_failed_to_file(tmp_path / "a.parquet", metadata([None]), settings, tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def test_memory_stays_bounded_behind_a_slow_first_row(settings, tmp_path) -> None:
+    """Row 0 answers last, so every other row finishes out of order; only the reorder window
+    (4 row groups) and one row group may wait in memory, not the partition (~50 MB here)."""
+    bodies = [noise_jpeg(seed) for seed in range(4)]
+    routes = {f"/{i}.jpg": image(bodies[i % 4]) for i in range(1, 1000)}
+    routes["/0.jpg"] = slow(image(bodies[0]), 1.0)
+    small = replace(settings, resize_mode="no", concurrency=8, per_host_concurrency=8)
+    with ImageServer(routes) as srv:
+        meta = metadata([srv.url(f"/{i}.jpg") for i in range(1000)])
+        tracemalloc.start()
+        try:
+            download_shard_to_file(meta, small, tmp_path / "images.parquet", row_group_rows=8)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    written = pq.read_table(tmp_path / "images.parquet", columns=["status", "image"])
+    assert written["status"].to_pylist() == ["ok"] * 1000
+    image_bytes = pc.sum(pc.binary_length(written["image"])).as_py()
+    assert image_bytes > 40e6
+    assert peak < image_bytes / 8
