@@ -71,7 +71,9 @@ class OrderedRows:
         for field in IMAGES_SCHEMA:
             if field.name not in columns:
                 columns[field.name] = pa.array([row[field.name] for row in rows], field.type)
-        self._flush(pa.table(columns, schema=IMAGES_SCHEMA))
+        table = pa.table(columns, schema=IMAGES_SCHEMA)
+        del rows, columns  # the image bytes now live in ``table``: free the Python copies first
+        self._flush(table)
 
 
 def transient_failures(previous: pa.Table, metadata: pa.Table) -> list[int]:
