@@ -1,14 +1,15 @@
 """Runs one of our stages the way its asset does, for the peer benchmarks (our venv only).
 
 ``python _run_ours.py download URLS.parquet OUT.parquet SETTINGS_JSON``
-    builds the metadata table from a DataComp-like URL list, calls ``download_shard`` and
-    writes the images table to OUT.
+    builds the metadata table from a DataComp-like URL list and calls
+    ``download_shard_to_file`` to write the images table to OUT, as the images asset does.
 ``python _run_ours.py embed IMAGES.parquet OUT.parquet SPEC_JSON``
     loads the encoder once, calls ``embed_images`` on the images table and writes OUT.
 
 Prints one JSON line: ``load_s`` (model load, embed only), ``stage_s`` (the stage call
-alone), ``rows`` and ``ok`` (rows with status ok / embeddings written), and for embed the
-``precision`` and ``device`` the encoder resolved.
+alone; for download it includes writing the file, which happens as rows finish), ``rows`` and
+``ok`` (rows with status ok / embeddings written), and for embed the ``precision`` and
+``device`` the encoder resolved.
 """
 
 from __future__ import annotations
@@ -39,16 +40,15 @@ def metadata_from_url_list(path: Path) -> pa.Table:
 
 def download(urls: Path, out: Path, settings_json: str) -> dict[str, object]:
     from clip_assets.download.settings import DownloadSettings
-    from clip_assets.download.stage import download_shard
+    from clip_assets.download.stage import download_shard_to_file
 
     settings = DownloadSettings(**json.loads(settings_json))
     metadata = metadata_from_url_list(urls)
     start = time.perf_counter()
-    images = download_shard(metadata, settings)
+    download_shard_to_file(metadata, settings, out)
     stage_s = time.perf_counter() - start
-    pq.write_table(images, out)
-    statuses = images.column("status").to_pylist()
-    return {"stage_s": stage_s, "rows": images.num_rows, "ok": statuses.count("ok")}
+    statuses = pq.read_table(out, columns=["status"]).column("status").to_pylist()
+    return {"stage_s": stage_s, "rows": len(statuses), "ok": statuses.count("ok")}
 
 
 def embed(images_path: Path, out: Path, spec_json: str) -> dict[str, object]:

@@ -55,7 +55,8 @@ class Result:
 
 
 def run_ours(urls: Path, out: Path, n: int, args: argparse.Namespace, concurrency: int) -> Result:
-    """Our ``download_shard`` in a child process of our venv, as the images asset calls it."""
+    """Our ``download_shard_to_file`` in a child process of our venv, as the images asset
+    calls it (the parquet file is written while rows download, so it counts in the loop)."""
     settings = {
         "image_size": args.image_size,
         "resize_mode": "keep_ratio",
@@ -197,6 +198,7 @@ def main() -> None:
         "N2 - N images: steady-state figures with every fixed start-up cost cancelled out",
     )
     parser.add_argument("--skip-ours", action="store_true", help="peer side only")
+    parser.add_argument("--skip-peer", action="store_true", help="our side only")
     parser.add_argument("--keep", type=Path, help="keep outputs in this folder")
     args = parser.parse_args()
     if args.nice:
@@ -213,7 +215,8 @@ def main() -> None:
             first = 0 if n == args.n else args.n  # the second list shares no URL with the first
             h.write_url_list(lists[n], [server.url(first + i) for i in range(n)], pool)
         runs = [] if args.skip_ours else [("ours", int(c)) for c in args.our_concurrency.split(",")]
-        runs += [("img2dataset", int(t)) for t in args.i2d_threads.split(",")]
+        if not args.skip_peer:
+            runs += [("img2dataset", int(t)) for t in args.i2d_threads.split(",")]
         for tool, knob in runs:
             for n in sizes:
                 out = work / f"{tool}-{knob}-{n}"
