@@ -109,13 +109,13 @@ def retry_failed_to_file(
     same): kept rows are copied a row group at a time, retried rows merged in, and ``path``
     is replaced atomically. With nothing to retry and ``path == previous`` nothing is written.
     """
-    source = pq.ParquetFile(previous)
-    indices = transient_failures(source.read(columns=["uid", "status", "reason"]), metadata)
-    if not indices and Path(path).resolve() == Path(previous).resolve():
-        return
-    batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
-    with atomic_parquet(path) as write:
-        _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
+    with pq.ParquetFile(previous) as source:
+        indices = transient_failures(source.read(columns=["uid", "status", "reason"]), metadata)
+        if not indices and Path(path).resolve() == Path(previous).resolve():
+            return
+        batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
+        with atomic_parquet(path) as write:
+            _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
 
 
 def retry_failed(
