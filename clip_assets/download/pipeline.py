@@ -132,16 +132,31 @@ async def _run(
                 finally:
                     window.release()
 
-            tasks = set()
-            for job in jobs:
-                if gate is not None:
-                    await gate.wait(job.index)
-                await window.acquire()
-                task = asyncio.create_task(one(job))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            while tasks:
-                await asyncio.gather(*tasks)
+            # ``one`` fails only when ``emit`` does (say, the disk is full): stop the shard
+            # then, rather than download the rest, or wait at a gate nobody will open.
+            main, failed = asyncio.current_task(), []
+            tasks: set[asyncio.Task] = set()
+
+            def finished(task: asyncio.Task) -> None:
+                tasks.discard(task)
+                if not task.cancelled() and task.exception() and not failed and main:
+                    failed.append(task.exception())
+                    main.cancel()
+
+            try:
+                for job in jobs:
+                    if gate is not None:
+                        await gate.wait(job.index)
+                    await window.acquire()
+                    task = asyncio.create_task(one(job))
+                    tasks.add(task)
+                    task.add_done_callback(finished)
+                while tasks:
+                    await asyncio.gather(*tasks)
+            except asyncio.CancelledError:
+                if failed:
+                    raise failed[0] from None
+                raise
 
 
 def _row(status: str, reason: str | None, fetched: Fetched, **columns: Any) -> Row:

@@ -72,18 +72,19 @@ def test_a_failure_midway_leaves_the_old_file_and_no_temp_file(
     target.write_bytes(b"the previous materialisation")
     seen = []
 
-    def fail_on_fifth(progress: stage.DownloadProgress) -> None:
-        seen.append(progress)
-        if progress.done == 5:
-            raise KeyboardInterrupt("cancelled")  # a run cancelled mid-partition
+    def fail_from_the_fifth(progress: stage.DownloadProgress) -> None:
+        seen.append(progress.done)
+        if progress.done >= 5:
+            raise OSError("No space left on device")  # as a row group write could
 
     with ImageServer(mixed_routes()) as srv:
-        meta = metadata([srv.url(f"/{i % 9}.jpg") for i in range(12)])
-        with pytest.raises(KeyboardInterrupt):
+        meta = metadata([srv.url(f"/{i % 9}.jpg") for i in range(40)])
+        with pytest.raises(OSError, match="No space"):
             download_shard_to_file(
-                meta, settings, target, on_progress=fail_on_fifth, row_group_rows=1
+                meta, settings, target, on_progress=fail_from_the_fifth, row_group_rows=1
             )
-    assert len(seen) == 5
+    # The first failure stops the shard: no more rows are downloaded after it.
+    assert seen[:5] == [1, 2, 3, 4, 5] and len(seen) < 40
     assert target.read_bytes() == b"the previous materialisation"
     assert list(tmp_path.iterdir()) == [target]
 
