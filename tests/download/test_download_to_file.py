@@ -1,4 +1,5 @@
-"""The file-writing entry points: same rows as the table ones, atomic, bounded memory."""
+"""The file-writing entry points: same rows (and summary) as the table ones, atomic, bounded
+memory."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from clip_assets.download.stage import (
     retry_failed,
     retry_failed_to_file,
 )
+from clip_assets.download.summary import summarize, summarize_file
 from clip_assets.offline import images
 from clip_assets.offline.image_server import ImageServer, flaky, image, slow, status
 
@@ -55,6 +57,7 @@ def test_file_holds_exactly_the_rows_download_shard_returns(settings, tmp_path, 
     assert written.metadata.row_group(0).column(0).compression == "ZSTD"
     assert table["reason"].to_pylist()[3:12:4] == ["http_404", "missing_url", "not_an_image"]
     assert list(tmp_path.iterdir()) == [tmp_path / "images.parquet"]
+    assert summarize_file(tmp_path / "images.parquet", 2.0) == summarize(table, 2.0)
 
 
 def test_empty_shard_writes_an_empty_file(settings, tmp_path) -> None:
