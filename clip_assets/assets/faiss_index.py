@@ -46,6 +46,12 @@ class FaissIndexConfig(Config):
     recall_target: float = Field(default=0.95, description="recall@10 the search params reach.")
     text_queries: int = Field(default=256, description="Captions embedded to measure recall.")
     rebuild: bool = Field(default=False, description="Never add incrementally; train anew.")
+    incremental_add_max_share: float = Field(
+        default=0.2, description="New vectors a trained IVF index takes without retraining."
+    )
+    hnsw_ef_construction: int | None = Field(
+        default=128, description="HNSW build effort; None = faiss's 40 (autofaiss's choice)."
+    )
 
 
 def materialized_shards(storage: StorageResource, ds: str, keys: list[str]) -> list[str]:
@@ -113,6 +119,8 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
             nb_cores=config.nb_cores,
             should_be_memory_mappable=config.should_be_memory_mappable,
             recall_target=config.recall_target,
+            incremental_add_max_share=config.incremental_add_max_share,
+            hnsw_ef_construction=config.hnsw_ef_construction,
         )
         index_prefix = paths.index_dir(spec.name)
         with (

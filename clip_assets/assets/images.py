@@ -1,6 +1,8 @@
 """``<ds>/images``: every URL of a slice fetched, checked and resized, with a status each."""
 
+import tempfile
 import time
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -15,8 +17,12 @@ from pydantic import Field
 from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
-from clip_assets.download.stage import DownloadProgress, download_shard, retry_failed
-from clip_assets.download.summary import summarize
+from clip_assets.download.stage import (
+    DownloadProgress,
+    download_shard_to_file,
+    retry_failed_to_file,
+)
+from clip_assets.download.summary import summarize_file
 from resources.downloader import DownloaderResource
 from resources.storage import StorageResource
 
@@ -70,17 +76,24 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
 
             started = time.monotonic()
             target = paths.images(spec.name, key)
-            if config.retry_failed_only and storage.exists(target):
-                previous = storage.read_table(target)
-                table = retry_failed(previous, metadata, settings, on_progress=on_progress)
-            else:
-                table = download_shard(metadata, settings, on_progress=on_progress)
-            elapsed = time.monotonic() - started
-            storage.write_table(target, table)
-            summary = summarize(table, elapsed_s=elapsed)
+            # Streamed to a local file row group by row group, so memory stays bounded however
+            # large the partition, then stored in one atomic upload.
+            with tempfile.TemporaryDirectory(prefix="clip-assets-images-") as work:
+                local = Path(work) / f"{key}.parquet"
+                if config.retry_failed_only and storage.exists(target):
+                    previous = Path(work) / "previous.parquet"
+                    storage.download_file(target, previous)
+                    retry_failed_to_file(
+                        previous, metadata, settings, local, on_progress=on_progress
+                    )
+                else:
+                    download_shard_to_file(metadata, settings, local, on_progress=on_progress)
+                elapsed = time.monotonic() - started
+                summary = summarize_file(local, elapsed_s=elapsed)
+                storage.upload_file(local, target)
             context.log.info(f"{key}: {summary}")
             return {
-                "dagster/row_count": table.num_rows,
+                "dagster/row_count": metadata.num_rows,
                 **_summary_metadata(summary),
                 "path": MetadataValue.path(storage.uri(target)),
             }
