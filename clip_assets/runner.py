@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from clip_assets import paths
 from clip_assets.assets.checks import build_checks
@@ -66,15 +67,22 @@ def run_dataset(
     todo = sorted(set(plan.run) | {key for key in order if key not in done})
     log(f"{spec.name}: {len(order)} partitions, {len(todo)} to materialise")
     assets = dataset_assets(graph) + build_checks(graph)
-    failed: list[tuple[str, str]] = []
-    ranges = contiguous_runs(order, todo, partitions_per_run)
-    for first, last in ranges:
-        result = materialize(
+
+    def run(stages: tuple[str, ...], **options: Any) -> ExecuteInProcessResult:
+        return materialize(
             assets,
             instance=instance,
             resources=resources,
             run_config=QUIET,
-            selection=[graph.key(stage) for stage in PARTITIONED_STAGES],
+            selection=[graph.key(stage) for stage in stages],
+            **options,
+        )
+
+    failed: list[tuple[str, str]] = []
+    ranges = contiguous_runs(order, todo, partitions_per_run)
+    for first, last in ranges:
+        result = run(
+            PARTITIONED_STAGES,
             partition_key=first if first == last else None,
             tags={} if first == last else {RANGE_START_TAG: first, RANGE_END_TAG: last},
             raise_on_error=False,
@@ -82,12 +90,6 @@ def run_dataset(
         log(f"  partitions {first}..{last}: {'ok' if result.success else 'FAILED'}")
         if not result.success:
             failed.append((first, last))
-    result = materialize(
-        assets,
-        instance=instance,
-        resources=resources,
-        run_config=QUIET,
-        selection=[graph.key(stage) for stage in WHOLE_STAGES],
-    )
+    result = run(WHOLE_STAGES)
     log(f"  faiss_index, id_mapping, hf_release: {'ok' if result.success else 'FAILED'}")
     return DatasetRun(partitions=order, partition_runs=len(ranges), failed_ranges=failed)
