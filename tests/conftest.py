@@ -55,11 +55,11 @@ def make_resources():
     return pipeline_resources
 
 
-def pipeline_resources(root: Path, model_name: str, **model: object) -> dict[str, object]:
+def pipeline_resources(root: Path, model_name: str) -> dict[str, object]:
     return {
         "storage": LocalStorage(root=str(root)),
         "clip_model": ClipModelResource(
-            model_name=model_name, pretrained=None, batch_size=8, num_workers=1, **model
+            model_name=model_name, pretrained=None, batch_size=8, num_workers=1
         ),
         "downloader": DownloaderResource(
             connect_timeout_s=1.0,

@@ -13,13 +13,14 @@ from clip_assets.offline.datacomp import SampleRow, datacomp_uid, write_datacomp
 from clip_assets.registry import DatasetSpec, find_dataset, load_registry
 from clip_assets.schemas import METADATA_SCHEMA
 from clip_assets.source.discover import discover_slices
-from clip_assets.source.files import list_source_files
+from clip_assets.source.files import fetch_source_file, list_source_files
 from clip_assets.source.reader import read_slice
 from clip_assets.source.slices import (
     manifest_from_json,
     manifest_to_json,
     partition_key,
 )
+from resources.storage import storage_for_root
 
 
 def _rows(n: int, offset: int = 0) -> list[SampleRow]:
@@ -115,3 +116,20 @@ def test_registry_has_datacomp_and_reads_a_file(tmp_path: Path) -> None:
     registry.write_text("datasets:\n  - name: bad\n    source: x\n    colour: red\n")
     with pytest.raises(ValueError, match="colour"):
         load_registry(registry)
+
+
+def test_gcs_source_lists_counts_and_fetches(
+    tmp_path: Path, gcs_emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    local = write_datacomp_shard(tmp_path / "upload", _rows(25), row_group_size=4)
+    prefix = f"sources/{tmp_path.name}"
+    storage_for_root(f"gs://clip-bucket/{prefix}").upload_file(local, f"shards/{local.name}")
+    spec = DatasetSpec(name="gcs", source=f"gs://clip-bucket/{prefix}", rows_per_partition=10)
+    [file] = list_source_files(spec)
+    assert file.path == f"shards/{local.name}"
+    found = discover_slices(spec, {})
+    assert sorted(found.manifest[k].rows for k in found.added) == [5, 10, 10]
+    fetched = fetch_source_file(spec, file, tmp_path / "cache")
+    assert fetched.read_bytes() == local.read_bytes()
+    assert fetch_source_file(spec, file, tmp_path / "cache") == fetched  # cached

@@ -66,23 +66,26 @@ def indexed_shards(storage: StorageResource, ds: str) -> list[ShardEntry]:
     return read_manifest(payload["shards"])
 
 
+def portable(identity: dict) -> dict:
+    """The model identity without what belongs to one machine (the local weights path, the
+    device): the same weights (by sha256) embedded on two machines are the same model."""
+    return {k: v for k, v in identity.items() if k not in ("weights_file", "device")}
+
+
 def shared_model_identity(shards: list[EmbeddingShard]) -> dict:
     """The model identity all shards were embedded with; mixing models is refused."""
     identities = {}
     for shard in shards:
         schema_metadata = pq.read_schema(shard.path).metadata or {}
         identities[shard.name] = schema_metadata.get(MODEL_IDENTITY_KEY, b"{}").decode()
-    distinct = {
-        json.dumps({k: v for k, v in json.loads(i).items() if k != "device"}, sort_keys=True)
-        for i in identities.values()
-    }
+    distinct = {json.dumps(portable(json.loads(i)), sort_keys=True) for i in identities.values()}
     if len(distinct) > 1:
         raise Failure(
             description="embeddings partitions were made by different models; re-embed them "
             "with one model before indexing",
             metadata={"identities": MetadataValue.json(identities)},
         )
-    return json.loads(next(iter(identities.values())))
+    return portable(json.loads(next(iter(identities.values()))))
 
 
 def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
@@ -143,9 +146,7 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
                         storage.download_file(f"{index_prefix}/{name}", previous / name)
             out = Path(work) / "index"
             infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
-            # Published with the release: the local weights path says nothing to a reader.
-            public = {k: v for k, v in model.items() if k not in ("weights_file", "device")}
-            (out / "model.json").write_text(json.dumps(public, indent=1, sort_keys=True))
+            (out / "model.json").write_text(json.dumps(model, indent=1, sort_keys=True))
             for name in INDEX_FILES:
                 storage.upload_file(out / name, f"{index_prefix}/{name}")
         recall = infos.get("recall", {})

@@ -97,6 +97,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             "encode_quality": resize.encode_quality,
         }
         release_prefix = paths.release_dir(spec.name)
+        version = code_version()
         with (
             storage.local_dir(index_prefix) as index_dir,
             storage.local_dir(f"{spec.name}/embeddings") as embeddings_dir,
@@ -113,7 +114,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 id_mapping=sorted(mapping_dir.glob("*.parquet")),
                 model=json.loads((index_dir / "model.json").read_text()),
                 download=counts,
-                code_version=code_version(),
+                code_version=version,
                 license=hub.license,
                 repo_id=hub.release_repo,
             )
@@ -133,7 +134,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                     hub.token,
                     endpoint=hub.endpoint,
                     private=hub.private,
-                    commit_message=f"clip-assets {code_version()}: {spec.name}",
+                    commit_message=f"clip-assets {version}: {spec.name}",
                 )
                 context.log.info(f"published {hub.release_repo} at {published.get('commit_oid')}")
             else:

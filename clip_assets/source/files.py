@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from dagster_gcp import GCSResource
+from google.cloud import storage as gcs
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 
 from clip_assets.registry import DatasetSpec
@@ -53,6 +54,13 @@ def _matches(path: str, pattern: str) -> bool:
 def _gcs_location(source: str) -> tuple[str, str]:
     bucket, _, prefix = source.removeprefix("gs://").partition("/")
     return bucket, prefix.strip("/")
+
+
+def _gcs_blob(spec: DatasetSpec, file: SourceFile) -> gcs.Blob:
+    """The GCS object holding ``file`` of a ``gs://`` source."""
+    bucket_name, prefix = _gcs_location(spec.source)
+    name = f"{prefix}/{file.path}" if prefix else file.path
+    return GCSResource().get_client().bucket(bucket_name).blob(name)
 
 
 def list_source_files(spec: DatasetSpec, hub: HubAccess = NO_HUB_ACCESS) -> list[SourceFile]:
@@ -103,10 +111,7 @@ def count_rows(spec: DatasetSpec, file: SourceFile, hub: HubAccess = NO_HUB_ACCE
         with fs.open(f"datasets/{repo}@{file.revision}/{file.path}", "rb") as handle:
             return pq.ParquetFile(handle).metadata.num_rows
     if spec.source.startswith("gs://"):
-        bucket_name, prefix = _gcs_location(spec.source)
-        name = f"{prefix}/{file.path}" if prefix else file.path
-        blob = GCSResource().get_client().bucket(bucket_name).blob(name)
-        with blob.open("rb") as handle:
+        with _gcs_blob(spec, file).open("rb") as handle:
             return pq.ParquetFile(handle).metadata.num_rows
     return pq.ParquetFile(Path(spec.source).expanduser() / file.path).metadata.num_rows
 
@@ -128,15 +133,12 @@ def fetch_source_file(
             )
         )
     if spec.source.startswith("gs://"):
-        bucket_name, prefix = _gcs_location(spec.source)
         key = hashlib.sha256(f"{spec.source}/{file.path}@{file.version}".encode()).hexdigest()
         local = cache_dir / "gcs" / key[:2] / f"{key}.parquet"
         if not local.exists():
             local.parent.mkdir(parents=True, exist_ok=True)
-            name = f"{prefix}/{file.path}" if prefix else file.path
-            blob = GCSResource().get_client().bucket(bucket_name).blob(name)
             partial = local.with_suffix(".part")
-            blob.download_to_filename(str(partial))
+            _gcs_blob(spec, file).download_to_filename(str(partial))
             partial.replace(local)
         return local
     return Path(spec.source).expanduser() / file.path
