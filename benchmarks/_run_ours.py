@@ -39,8 +39,8 @@ def metadata_from_url_list(path: Path) -> pa.Table:
 
 
 def download(urls: Path, out: Path, settings_json: str) -> dict[str, object]:
-    from clip_assets.download.settings import DownloadSettings
-    from clip_assets.download.stage import download_shard_to_file
+    from clip_assets.download.download_settings import DownloadSettings
+    from clip_assets.download.shard_download import download_shard_to_file
 
     settings = DownloadSettings(**json.loads(settings_json))
     metadata = metadata_from_url_list(urls)
@@ -52,9 +52,9 @@ def download(urls: Path, out: Path, settings_json: str) -> dict[str, object]:
 
 
 def embed(images_path: Path, out: Path, spec_json: str) -> dict[str, object]:
+    from clip_assets.embed.embed_table import embed_images
     from clip_assets.embed.encoder import ClipEncoder
-    from clip_assets.embed.model import ModelSpec
-    from clip_assets.embed.stage import embed_images
+    from clip_assets.embed.model_loading import ModelSpec
 
     start = time.perf_counter()
     encoder = ClipEncoder.load(ModelSpec(**json.loads(spec_json)))

@@ -76,8 +76,8 @@ HEADER = [
 def stored_images(n: int, pool: Path, source: str) -> pa.Table:
     """``n`` rows as our images stage stores them (IMAGES_SCHEMA), all status ok."""
     if source == "stage":
-        from clip_assets.download.settings import DownloadSettings
-        from clip_assets.download.stage import download_shard
+        from clip_assets.download.download_settings import DownloadSettings
+        from clip_assets.download.shard_download import download_shard
         from clip_assets.schemas import METADATA_SCHEMA
 
         with h.ServerProcess(pool, latency_s=0.0) as server:

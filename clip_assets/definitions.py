@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 from dagster import Definitions, EnvVar
 
-from clip_assets.assets.checks import build_checks
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.embeddings import build_embeddings_asset
 from clip_assets.assets.faiss_index import build_faiss_index_asset
 from clip_assets.assets.hf_release import build_hf_release_asset
 from clip_assets.assets.id_mapping import build_id_mapping_asset
 from clip_assets.assets.images import build_images_asset
+from clip_assets.assets.index_checks import build_checks
 from clip_assets.assets.metadata import build_metadata_asset
 from clip_assets.assets.source import build_source_asset
 from clip_assets.registry import DatasetSpec, load_registry

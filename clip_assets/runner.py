@@ -15,9 +15,9 @@ from typing import Any
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from clip_assets import paths
-from clip_assets.assets.checks import build_checks
 from clip_assets.assets.dataset import PARTITIONS_PER_RUN, DatasetGraph
 from clip_assets.assets.discovery import contiguous_runs, plan_partitions
+from clip_assets.assets.index_checks import build_checks
 from clip_assets.definitions import dataset_assets
 from clip_assets.registry import DatasetSpec
 from clip_assets.sensors import RANGE_END_TAG, RANGE_START_TAG

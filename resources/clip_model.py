@@ -18,7 +18,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from clip_assets.embed.encoder import ClipEncoder
-from clip_assets.embed.model import ModelSpec
+from clip_assets.embed.model_loading import ModelSpec
 
 GPU_LOCK_DIR_ENV = "CLIP_ASSETS_GPU_LOCK_DIR"
 

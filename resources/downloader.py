@@ -7,7 +7,7 @@ import dataclasses
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from clip_assets.download.settings import DownloadSettings
+from clip_assets.download.download_settings import DownloadSettings
 
 _DEFAULT = DownloadSettings()
 

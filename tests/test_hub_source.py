@@ -9,9 +9,9 @@ import huggingface_hub.constants
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
+from stand_ins.hub_server import HubServer
 
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
-from clip_assets.offline.hub_server import HubServer
 from clip_assets.registry import DatasetSpec
 from clip_assets.source.discover import discover_slices
 from clip_assets.source.files import HubAccess, fetch_source_file, list_source_files

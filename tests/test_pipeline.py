@@ -19,10 +19,10 @@ from dagster import (
 )
 from huggingface_hub import DatasetCard
 
-from clip_assets.assets.checks import build_checks
 from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.assets.index_checks import build_checks
 from clip_assets.definitions import dataset_assets
-from clip_assets.embed import model as embed_model
+from clip_assets.embed import model_loading as embed_model
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite

@@ -17,8 +17,8 @@ from dagster import (
 from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
-from clip_assets.embed.stage import embed_images
-from clip_assets.index.checks import check_embeddings
+from clip_assets.embed.embed_table import embed_images
+from clip_assets.index.verification import check_embeddings
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 

@@ -21,7 +21,7 @@ from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.embeddings import MODEL_IDENTITY_KEY
 from clip_assets.index.build import build_index
-from clip_assets.index.settings import IndexSettings
+from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.shards import EmbeddingShard, ShardEntry, read_manifest
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
@@ -36,7 +36,7 @@ INDEX_FILES = ("faiss", "shards.json", "model.json", "index_infos.json")
 
 
 class FaissIndexConfig(Config):
-    """autofaiss knobs and our tuning targets (see clip_assets.index.settings)."""
+    """autofaiss knobs and our tuning targets (see clip_assets.index.index_settings)."""
 
     max_index_memory_usage: str = Field(default="16G", description="Index size budget.")
     current_memory_available: str = Field(default="32G", description="RAM for the build.")

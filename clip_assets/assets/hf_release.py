@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from clip_assets import __version__, paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
-from clip_assets.release.stage import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, stage_release
 from clip_assets.release.upload import upload_release
 from resources.downloader import DownloaderResource
 from resources.hub import HubResource

@@ -17,7 +17,7 @@ from pydantic import Field
 from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.partition_runs import run_partitions
-from clip_assets.download.stage import (
+from clip_assets.download.shard_download import (
     DownloadProgress,
     download_shard_to_file,
     retry_failed_to_file,

@@ -29,9 +29,9 @@ import anyio
 import httpx
 
 from clip_assets.download import reasons
-from clip_assets.download.robots import opt_out_directive
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.safety import GuardedBackend, RefusedAddress, Resolver, Target, parse_url
-from clip_assets.download.settings import DownloadSettings
+from clip_assets.download.x_robots_tag import opt_out_directive
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 

@@ -22,9 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from clip_assets.download import reasons
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.fetch import Fetched, Fetcher
 from clip_assets.download.resize import process
-from clip_assets.download.settings import DownloadSettings
 
 Row = dict[str, Any]
 Emit = Callable[[int, Row], None]

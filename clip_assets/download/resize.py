@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from clip_assets.download import reasons
-from clip_assets.download.settings import DownloadSettings
+from clip_assets.download.download_settings import DownloadSettings
 
 _SAVE = {"jpg": ("JPEG", {}), "png": ("PNG", {}), "webp": ("WEBP", {})}
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that exchange width and height

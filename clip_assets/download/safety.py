@@ -21,7 +21,7 @@ import httpcore
 import httpx
 
 from clip_assets.download import reasons
-from clip_assets.download.settings import DownloadSettings
+from clip_assets.download.download_settings import DownloadSettings
 
 # getaddrinfo's answers for a name that does not exist (as opposed to a resolver failing).
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}

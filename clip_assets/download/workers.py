@@ -34,8 +34,8 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
-from clip_assets.download.settings import DownloadSettings
 
 _FLUSH_ROWS = 32
 _FLUSH_S = 0.2

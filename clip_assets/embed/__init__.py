@@ -4,8 +4,8 @@
 ``embed_images(images_table, encoder)`` turns an images partition into its embeddings table.
 """
 
+from clip_assets.embed.embed_table import embed_images
 from clip_assets.embed.encoder import ClipEncoder
-from clip_assets.embed.model import ModelSpec, WeightsError, load_count
-from clip_assets.embed.stage import embed_images
+from clip_assets.embed.model_loading import ModelSpec, WeightsError, load_count
 
 __all__ = ["ClipEncoder", "ModelSpec", "WeightsError", "embed_images", "load_count"]

@@ -24,7 +24,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from clip_assets.embed.decode import decode_on_device, open_images
-from clip_assets.embed.model import LoadedModel, ModelSpec, autocast_dtype, load_model
+from clip_assets.embed.model_loading import LoadedModel, ModelSpec, autocast_dtype, load_model
 from clip_assets.embed.prefetch import prefetch
 from clip_assets.embed.preprocess import Preprocessing
 

@@ -4,17 +4,17 @@ Plain Python (no Dagster); the ``faiss_index`` and ``id_mapping`` assets call th
 """
 
 from clip_assets.index.build import build_index
-from clip_assets.index.checks import (
+from clip_assets.index.index_settings import IndexSettings
+from clip_assets.index.load import open_index
+from clip_assets.index.mapping import build_id_mapping
+from clip_assets.index.shards import EmbeddingShard
+from clip_assets.index.verification import (
     CheckResult,
     check_embeddings,
     check_id_mapping,
     check_index_size,
     check_recall,
 )
-from clip_assets.index.load import open_index
-from clip_assets.index.mapping import build_id_mapping
-from clip_assets.index.settings import IndexSettings
-from clip_assets.index.shards import EmbeddingShard
 
 __all__ = [
     "CheckResult",

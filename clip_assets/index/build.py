@@ -22,10 +22,10 @@ from autofaiss.metrics.reconstruction import reconstruction_error
 
 from clip_assets.index.factory import METRICS, choose_index_key, create_index, training_size
 from clip_assets.index.growth import plan_growth
+from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.infos import FORMAT, INDEX_NAME, write_infos
 from clip_assets.index.params import param_string
 from clip_assets.index.recall import ExactNeighbors, latency_ms, search_recall
-from clip_assets.index.settings import IndexSettings
 from clip_assets.index.shards import (
     MANIFEST_NAME,
     EmbeddingShard,

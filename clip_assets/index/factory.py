@@ -16,7 +16,7 @@ from autofaiss.external.optimize import (
     index_key_to_nb_cluster,
 )
 
-from clip_assets.index.settings import IndexSettings
+from clip_assets.index.index_settings import IndexSettings
 
 # 100 points per centroid of a PQx8 codebook (256 centroids), faiss's comfortable range.
 PQ_TRAINING_VECTORS = 25_600

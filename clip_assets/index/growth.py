@@ -13,8 +13,8 @@ from typing import Literal
 
 import faiss
 
+from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.infos import INDEX_NAME, INFOS_NAME, read_infos
-from clip_assets.index.settings import IndexSettings
 from clip_assets.index.shards import MANIFEST_NAME, ShardEntry, read_manifest
 
 

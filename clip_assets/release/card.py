@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from clip_assets.release.stage import ReleaseInputs
+    from clip_assets.release.release_folder import ReleaseInputs
 
 FONDANT_REPO = "fondant-ai/datacomp-small-clip"
 _SIZE_BUCKETS = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M"]

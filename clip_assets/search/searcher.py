@@ -16,10 +16,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from clip_assets.search.id_mapping import IdMapping
 from clip_assets.search.index_reader import read_index, similarity
 from clip_assets.search.layout import IndexFiles, download_from_hub, locate
-from clip_assets.search.model import QueryModel, load_encoder
+from clip_assets.search.mapping_reader import IdMapping
+from clip_assets.search.query_model import QueryModel, load_encoder
 
 #: How deep deduplicating searches may look, in multiples of k.
 DEDUP_FETCH_FACTOR = 16
@@ -71,7 +71,7 @@ class ClipSearcher:
     ) -> ClipSearcher:
         """Open the index in a local ``folder`` of any known layout.
 
-        ``model`` overrides the folder's ``model.json`` (see ``clip_assets.search.model``).
+        ``model`` overrides the folder's ``model.json`` (see ``clip_assets.search.query_model``).
         """
         files = locate(folder)
         return cls.from_files(files, mmap=mmap, model=model, encoder=encoder)
@@ -176,8 +176,8 @@ class ClipSearcher:
         allow_private: bool = False,
         max_bytes: int | None = None,
     ) -> list[list[SearchResult]]:
-        """Fetch each image URL (see ``clip_assets.search.fetch``) and search by its bytes."""
-        from clip_assets.search.fetch import MAX_IMAGE_BYTES, fetch_image
+        """Fetch each image URL (see ``clip_assets.search.query_image``) and search by its bytes."""
+        from clip_assets.search.query_image import MAX_IMAGE_BYTES, fetch_image
 
         cap = max_bytes or MAX_IMAGE_BYTES
         images = [fetch_image(u, max_bytes=cap, allow_private=allow_private) for u in urls]

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from clip_assets.search.fetch import FetchError, fetch_image_async
+from clip_assets.search.query_image import FetchError, fetch_image_async
 from clip_assets.search.searcher import ClipSearcher
 from clip_assets.serve.knn_request import (
     ApiError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clip_assets.download.settings import DownloadSettings
+from clip_assets.download.download_settings import DownloadSettings
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from clip_assets.download.settings import DownloadSettings
-from clip_assets.download.stage import download_shard
+from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.download.shard_download import download_shard
 from clip_assets.schemas import METADATA_SCHEMA
 
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 from download_helpers import download_one
 
-from clip_assets.download.robots import opt_out_directive
 from clip_assets.download.safety import (
     GuardedBackend,
     RefusedAddress,
@@ -18,6 +17,7 @@ from clip_assets.download.safety import (
     is_public,
     parse_url,
 )
+from clip_assets.download.x_robots_tag import opt_out_directive
 from clip_assets.offline import images
 from clip_assets.offline.image_server import ImageServer, image, redirect
 

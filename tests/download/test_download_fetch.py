@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from download_helpers import download_one, metadata
 
-from clip_assets.download.stage import download_shard
+from clip_assets.download.shard_download import download_shard
 from clip_assets.offline import images
 from clip_assets.offline.image_server import (
     ImageServer,

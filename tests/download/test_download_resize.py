@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.resize import process
-from clip_assets.download.settings import DownloadSettings
 from clip_assets.offline import images
 
 DEFAULT = DownloadSettings()

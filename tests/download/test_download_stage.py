@@ -9,7 +9,7 @@ import pyarrow as pa
 from download_helpers import download_one, metadata
 
 from clip_assets.download.reasons import TRANSIENT_REASONS, is_transient
-from clip_assets.download.stage import DownloadProgress, download_shard, retry_failed
+from clip_assets.download.shard_download import DownloadProgress, download_shard, retry_failed
 from clip_assets.download.summary import summarize
 from clip_assets.offline import images
 from clip_assets.offline.image_server import ImageServer, flaky, image, status

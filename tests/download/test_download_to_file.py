@@ -14,8 +14,8 @@ import pytest
 from download_helpers import metadata
 from PIL import Image
 
-from clip_assets.download import stage
-from clip_assets.download.stage import (
+from clip_assets.download import shard_download as stage
+from clip_assets.download.shard_download import (
     download_shard,
     download_shard_to_file,
     retry_failed,

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from clip_assets.embed import ClipEncoder, ModelSpec, WeightsError, load_count
-from clip_assets.embed import model as model_module
+from clip_assets.embed import model_loading as model_module
 from clip_assets.embed.calibrate import BF16_MIN_COSINE, cpu_has_native_bf16
-from clip_assets.embed.model import resolve_device, resolve_precision
+from clip_assets.embed.model_loading import resolve_device, resolve_precision
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 from release_samples import TOKEN, make_inputs
+from stand_ins.hub_server import HubServer
 
-from clip_assets.offline.hub_server import HubServer
-from clip_assets.release.stage import ReleaseInputs
+from clip_assets.release.release_folder import ReleaseInputs
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from release_samples import TOKEN
-
-from clip_assets.offline.hub_server import HubServer
+from stand_ins.hub_server import HubServer
 
 REPO = "org/plain"
 

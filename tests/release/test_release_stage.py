@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import DatasetCard, metadata_load
 from release_samples import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
 
-from clip_assets.release.stage import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, stage_release
 from clip_assets.release.tables import ReleaseError
 
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
 from release_samples import TOKEN
+from stand_ins.hub_server import HubServer
 
-from clip_assets.offline.hub_server import HubServer
-from clip_assets.release.stage import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, stage_release
 from clip_assets.release.upload import ReleaseUploadError, upload_release
 
 REPO = "org/tiny-sample-clip"

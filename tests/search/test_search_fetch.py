@@ -9,7 +9,7 @@ import pytest
 
 from clip_assets.offline.image_server import ImageServer, huge, image, redirect, status
 from clip_assets.offline.images import jpeg
-from clip_assets.search.fetch import FetchError, fetch_image
+from clip_assets.search.query_image import FetchError, fetch_image
 
 PICTURE = jpeg(64, 48, seed=3)
 

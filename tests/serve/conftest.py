@@ -19,7 +19,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from clip_assets.embed.encoder import ClipEncoder
-from clip_assets.embed.model import ModelSpec
+from clip_assets.embed.model_loading import ModelSpec
 from clip_assets.offline.image_server import ImageServer, huge, image
 from clip_assets.offline.images import jpeg
 from clip_assets.offline.weights import install_tiny_model

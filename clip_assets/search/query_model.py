@@ -55,7 +55,7 @@ def load_encoder(model: QueryModel) -> Any:
     with _lock:
         if model not in _encoders:
             from clip_assets.embed.encoder import ClipEncoder
-            from clip_assets.embed.model import ModelSpec
+            from clip_assets.embed.model_loading import ModelSpec
 
             # Queries come one or a few at a time: no decode threads to keep busy.
             spec = ModelSpec(

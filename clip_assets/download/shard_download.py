@@ -26,8 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
-from clip_assets.download.settings import DownloadSettings
 from clip_assets.download.workers import run_parallel
 from clip_assets.download.writer import (
     Flush,

@@ -15,8 +15,8 @@ from urllib.parse import urljoin
 
 import httpcore
 
+from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.safety import GuardedBackend, Resolver, Target, parse_url
-from clip_assets.download.settings import DownloadSettings
 
 #: Default cap on a fetched query image.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

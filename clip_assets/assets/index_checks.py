@@ -16,7 +16,7 @@ from pydantic import Field
 from clip_assets import paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.faiss_index import indexed_shards
-from clip_assets.index.checks import check_id_mapping, check_index_size, check_recall
+from clip_assets.index.verification import check_id_mapping, check_index_size, check_recall
 from resources.storage import StorageResource
 
 

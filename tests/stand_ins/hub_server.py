@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from clip_assets.offline.hub_store import BRANCH, Blob, HubError, HubStore, read_body
+from stand_ins.hub_store import BRANCH, Blob, HubError, HubStore, read_body
 
 _REPO = r"(?P<repo>[^/]+/[^/]+?)"
 _OID = r"(?P<oid>[0-9a-f]{64})"
