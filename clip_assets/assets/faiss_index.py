@@ -22,7 +22,7 @@ from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.embeddings import MODEL_IDENTITY_KEY
 from clip_assets.index.build import build_index
 from clip_assets.index.index_settings import IndexSettings
-from clip_assets.index.shards import EmbeddingShard, ShardEntry, read_manifest
+from clip_assets.index.shards import EmbeddingShard, ShardEntry, read_shard_list
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 
@@ -63,7 +63,7 @@ def materialized_shards(storage: StorageResource, ds: str, keys: list[str]) -> l
 def indexed_shards(storage: StorageResource, ds: str) -> list[ShardEntry]:
     """The partitions the current index holds, in faiss id order (from ``shards.json``)."""
     payload = json.loads(storage.read_bytes(f"{paths.index_dir(ds)}/shards.json"))
-    return read_manifest(payload["shards"])
+    return read_shard_list(payload["shards"])
 
 
 def portable(identity: dict) -> dict:

@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from clip_assets import __version__, paths
 from clip_assets.assets.dataset import DatasetGraph
 from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
-from clip_assets.release.release_folder import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
 from clip_assets.release.upload import upload_release
 from resources.downloader import DownloaderResource
 from resources.hub import HubResource
@@ -119,7 +119,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 repo_id=hub.release_repo,
             )
             out = Path(work) / "release"
-            summary = stage_release(inputs, out)
+            summary = write_release_folder(inputs, out)
             staged = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
             for rel in staged:
                 storage.upload_file(out / rel, f"{release_prefix}/{rel}")

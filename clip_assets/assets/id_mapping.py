@@ -26,7 +26,7 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``<ds>/id_mapping/<n>.parquet`` (i, uid, url, text). Guarantees: ids 0..n-1 exactly
         once, in order; id i is row i of the index's partition order, by construction.
         """
-        manifest = indexed_shards(storage, spec.name)
+        shard_list = indexed_shards(storage, spec.name)
 
         def embeddings_of(key: str) -> pa.Table:
             return storage.read_table(paths.embeddings(spec.name, key), columns=["uid", "url"])
@@ -37,7 +37,7 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
         prefix = paths.id_mapping_dir(spec.name)
         written: list[str] = []
         rows = 0
-        for number, chunk in enumerate(build_id_mapping(manifest, embeddings_of, captions_of)):
+        for number, chunk in enumerate(build_id_mapping(shard_list, embeddings_of, captions_of)):
             path = f"{prefix}/{number:05d}.parquet"
             storage.write_table(path, chunk)
             written.append(path)

@@ -1,6 +1,6 @@
 """One event loop's share of a shard: fetch each job's URL, then check and re-encode its bytes.
 
-``run_jobs`` reads ``Job``s and ``DownloadSettings`` and hands one images-table row (a dict
+``download_jobs`` reads ``Job``s and ``DownloadSettings`` and hands one images-table row (a dict
 of IMAGES_SCHEMA columns except ``uid`` and ``url``) per job to ``emit``, in completion order,
 from the calling thread. It never raises for a bad URL, server or image. Decoding runs in a
 small thread pool so the loop keeps reading sockets meanwhile (Pillow releases the GIL while
@@ -89,7 +89,7 @@ class Gate:
             self._waiter.set_result(None)
 
 
-def run_jobs(
+def download_jobs(
     jobs: Iterable[Job],
     settings: DownloadSettings,
     emit: Emit,

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clip_assets.download.download_settings import DownloadSettings
-from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
-from clip_assets.download.workers import run_parallel
+from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
+from clip_assets.download.workers import download_in_workers
 from clip_assets.download.writer import (
     Flush,
     OrderedRows,
@@ -174,7 +174,7 @@ def _download(
 
     processes = _processes(metadata.num_rows, settings)
     if processes > 1:
-        run_parallel(metadata, settings, emit, processes, limit)
+        download_in_workers(metadata, settings, emit, processes, limit)
     elif metadata.num_rows:
         _in_this_process(metadata, settings, emit, limit)
     ordered.finish()
@@ -197,7 +197,7 @@ def _in_this_process(
         gate.open_to(limit())
 
     def run() -> None:
-        run_jobs(
+        download_jobs(
             iter_jobs(metadata, settings.blur_faces),
             settings,
             emit_and_open,

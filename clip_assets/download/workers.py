@@ -1,6 +1,6 @@
 """Spreading a shard over worker processes, each running its own event loop and decoder.
 
-``run_parallel`` reads a metadata table and settings, starts ``processes`` workers that each
+``download_in_workers`` reads a metadata table and settings, starts ``processes`` workers that each
 take every ``processes``-th row, and calls ``emit(index, row)`` in this process for every row as
 results stream back. It raises ``RuntimeError`` if a worker dies, so a partition never silently
 loses rows. Concurrency and the per-host limit are divided evenly among the workers. No worker
@@ -35,13 +35,13 @@ from typing import IO, Any
 import pyarrow as pa
 
 from clip_assets.download.download_settings import DownloadSettings
-from clip_assets.download.pipeline import Emit, Gate, Row, iter_jobs, run_jobs
+from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
 
 _FLUSH_ROWS = 32
 _FLUSH_S = 0.2
 
 
-def run_parallel(
+def download_in_workers(
     metadata: pa.Table,
     settings: DownloadSettings,
     emit: Emit,
@@ -167,7 +167,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
         follower = threading.Thread(target=follow_limits, args=(gate,), daemon=True)
         follower.start()
         jobs = iter_jobs(columns, settings.blur_faces, start=start, step=step)
-        run_jobs(
+        download_jobs(
             jobs,
             settings,
             emit,

@@ -27,12 +27,12 @@ from clip_assets.index.infos import FORMAT, INDEX_NAME, write_infos
 from clip_assets.index.params import param_string
 from clip_assets.index.recall import ExactNeighbors, latency_ms, search_recall
 from clip_assets.index.shards import (
-    MANIFEST_NAME,
+    SHARD_LIST_NAME,
     EmbeddingShard,
     describe_shards,
     gather_vectors,
     iter_vectors,
-    write_manifest,
+    write_shard_list,
 )
 from clip_assets.index.tune import QuerySet, tune_search_params
 
@@ -222,7 +222,7 @@ def build_index(
 
     tick = time.perf_counter()
     size = _write_index(index, out_dir)
-    write_manifest(entries, out_dir / MANIFEST_NAME)
+    write_shard_list(entries, out_dir / SHARD_LIST_NAME)
     timings["write"] = time.perf_counter() - tick
     infos = {
         "format": FORMAT,
@@ -243,7 +243,7 @@ def build_index(
         "mode": plan.mode,
         "mode_reason": plan.reason,
         "key_reason": key_reason,
-        "shards_manifest": MANIFEST_NAME,
+        "shard_list": SHARD_LIST_NAME,
         "shards": len(entries),
         "timings_s": {**timings, "total": time.perf_counter() - started},
         "settings": settings.to_dict(),

@@ -15,7 +15,7 @@ import faiss
 
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.infos import INDEX_NAME, INFOS_NAME, read_infos
-from clip_assets.index.shards import MANIFEST_NAME, ShardEntry, read_manifest
+from clip_assets.index.shards import SHARD_LIST_NAME, ShardEntry, read_shard_list
 
 
 @dataclass
@@ -55,7 +55,7 @@ def plan_growth(
     if previous is None:
         return _rebuild("no previous build")
     previous = Path(previous)
-    needed = [previous / name for name in (INDEX_NAME, INFOS_NAME, MANIFEST_NAME)]
+    needed = [previous / name for name in (INDEX_NAME, INFOS_NAME, SHARD_LIST_NAME)]
     if not all(path.exists() for path in needed):
         return _rebuild(f"previous build at {previous} is incomplete")
     infos = read_infos(previous)
@@ -66,7 +66,7 @@ def plan_growth(
         return _rebuild(f"index_key changed ({key} -> {settings.index_key})")
     if "IVF" not in key:
         return _rebuild(f"previous index {key} is not a trained IVF index")
-    old = read_manifest(previous / MANIFEST_NAME)
+    old = read_shard_list(previous / SHARD_LIST_NAME)
     mismatch = _prefix_mismatch(old, entries)
     if mismatch:
         return _rebuild(mismatch)
@@ -80,7 +80,7 @@ def plan_growth(
         )
     index = faiss.read_index(str(previous / INDEX_NAME))
     if index.ntotal != old_total:
-        return _rebuild(f"previous index holds {index.ntotal} vectors, its manifest {old_total}")
+        return _rebuild(f"previous index holds {index.ntotal} vectors, its shard list {old_total}")
     return GrowthPlan(
         "incremental",
         f"added {new_total - old_total} vectors ({share:.1%} of {new_total}) without retraining",

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clip_assets.index.shards import ShardEntry, read_manifest, uid_digest
+from clip_assets.index.shards import ShardEntry, read_shard_list, uid_digest
 from clip_assets.schemas import ID_MAPPING_SCHEMA
 
 DEFAULT_CHUNK_ROWS = 1_000_000
@@ -40,7 +40,7 @@ def _shard_mapping(entry: ShardEntry, embeddings: pa.Table, texts: pa.Table | No
 
 
 def build_id_mapping(
-    manifest: Path | Sequence[ShardEntry] | Sequence[dict],
+    shard_list: Path | Sequence[ShardEntry] | Sequence[dict],
     read_embeddings: Callable[[str], pa.Table],
     read_texts: Callable[[str], pa.Table] | None = None,
     *,
@@ -49,7 +49,7 @@ def build_id_mapping(
     """Yield ``ID_MAPPING_SCHEMA`` tables covering ids ``0 .. n-1`` exactly once, in id order.
 
     Args:
-        manifest: ``shards.json`` (or the index folder holding it, or its entries).
+        shard_list: ``shards.json`` (or the index folder holding it, or its entries).
         read_embeddings: shard name -> that shard's embeddings table (``uid``, ``url`` at least),
             in stored row order.
         read_texts: shard name -> a table with ``uid`` and ``text`` (the metadata partition);
@@ -59,7 +59,7 @@ def build_id_mapping(
     """
     pending: list[pa.Table] = []
     pending_rows = 0
-    for entry in read_manifest(manifest):
+    for entry in read_shard_list(shard_list):
         embeddings = read_embeddings(entry.name).select(["uid", "url"])
         texts = read_texts(entry.name).select(["uid", "text"]) if read_texts else None
         table = _shard_mapping(entry, embeddings, texts)

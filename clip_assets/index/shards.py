@@ -1,7 +1,7 @@
 """Embeddings shards as the index sees them: their order, their ids, and their vectors, streamed.
 
 Faiss ids are assigned by position: shard order as given, then row order inside each shard. The
-manifest written next to the index (``shards.json``) records that order, each shard's row count,
+list written next to the index (``shards.json``) records that order, each shard's row count,
 first id and a digest of its uids, so the id mapping, the checks and an incremental build can all
 prove they agree with the index instead of assuming it.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-MANIFEST_NAME = "shards.json"
+SHARD_LIST_NAME = "shards.json"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class EmbeddingShard:
 
 @dataclass(frozen=True)
 class ShardEntry:
-    """One manifest line: ids ``first_id .. first_id + rows - 1`` are the rows of shard ``name``."""
+    """A shard list entry: ids ``first_id .. first_id + rows - 1`` are the rows of ``name``."""
 
     name: str
     rows: int
@@ -121,7 +121,7 @@ def gather_vectors(
     return out
 
 
-def write_manifest(entries: Sequence[ShardEntry], path: Path) -> None:
+def write_shard_list(entries: Sequence[ShardEntry], path: Path) -> None:
     """Write ``shards.json`` atomically (temp file + rename)."""
     payload = {
         "total_rows": sum(entry.rows for entry in entries),
@@ -132,12 +132,12 @@ def write_manifest(entries: Sequence[ShardEntry], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(source: Path | Sequence[ShardEntry] | Sequence[dict]) -> list[ShardEntry]:
+def read_shard_list(source: Path | Sequence[ShardEntry] | Sequence[dict]) -> list[ShardEntry]:
     """Manifest entries from a ``shards.json`` path, an index folder, or already-loaded entries."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            path = path / MANIFEST_NAME
+            path = path / SHARD_LIST_NAME
         raw = json.loads(path.read_text())["shards"]
     else:
         raw = list(source)
@@ -145,6 +145,6 @@ def read_manifest(source: Path | Sequence[ShardEntry] | Sequence[dict]) -> list[
     expected = 0
     for entry in entries:
         if entry.first_id != expected:
-            raise ValueError(f"manifest not contiguous at shard {entry.name!r}")
+            raise ValueError(f"shard list not contiguous at shard {entry.name!r}")
         expected += entry.rows
     return entries

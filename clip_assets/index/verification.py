@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from clip_assets.index.infos import INDEX_NAME, read_infos
 from clip_assets.index.load import open_index
-from clip_assets.index.shards import embedding_dim, embeddings_to_numpy, read_manifest
+from clip_assets.index.shards import embedding_dim, embeddings_to_numpy, read_shard_list
 
 __all__ = [
     "CheckResult",
@@ -83,13 +83,13 @@ def check_embeddings(
 
 
 def check_index_size(index_dir: Path, expected_rows: int) -> CheckResult:
-    """The index file opens and holds ``expected_rows`` vectors, as do its manifest and infos,
+    """The index file opens and holds ``expected_rows`` vectors, as do its shard list and infos,
     and the file has the size the build recorded (a truncated or replaced file fails)."""
     index_dir = Path(index_dir)
     metadata: dict[str, Any] = {"expected_rows": expected_rows}
     try:
         infos = read_infos(index_dir)
-        metadata["manifest_rows"] = sum(e.rows for e in read_manifest(index_dir))
+        metadata["shard_list_rows"] = sum(e.rows for e in read_shard_list(index_dir))
         metadata["infos_rows"] = infos.get("nb vectors")
         metadata["file_bytes"] = (index_dir / INDEX_NAME).stat().st_size
         metadata["recorded_bytes"] = infos.get("size in bytes")
@@ -97,7 +97,7 @@ def check_index_size(index_dir: Path, expected_rows: int) -> CheckResult:
     except (OSError, RuntimeError, ValueError, KeyError) as error:
         metadata["error"] = f"{type(error).__name__}: {error}"[:500]
         return CheckResult(False, metadata)
-    counts = (metadata["index_rows"], metadata["manifest_rows"], metadata["infos_rows"])
+    counts = (metadata["index_rows"], metadata["shard_list_rows"], metadata["infos_rows"])
     passed = all(c == expected_rows for c in counts) and (
         metadata["file_bytes"] == metadata["recorded_bytes"]
     )
@@ -112,7 +112,7 @@ def check_id_mapping(
     """The mapping lists ids ``0..n-1`` once each, in id order (row i = faiss id i, as
     clip-retrieval's metadata expects), and its ``uid``/``url`` at id i equal row i of the
     embeddings in the build's shard order (``read_embeddings``: shard name -> table)."""
-    entries = read_manifest(index_dir)
+    entries = read_shard_list(index_dir)
     n = sum(entry.rows for entry in entries)
     starts = np.array([entry.first_id for entry in entries], dtype=np.int64)
     seen = np.zeros(n, dtype=bool)

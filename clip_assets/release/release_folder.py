@@ -63,7 +63,7 @@ class ReleaseInputs:
     repo_id: str | None = None
 
 
-def stage_release(
+def write_release_folder(
     inputs: ReleaseInputs, out_dir: Path, *, rows_per_file: int = ROWS_PER_FILE
 ) -> dict:
     """Build the release folder at ``out_dir`` (replacing any previous one).

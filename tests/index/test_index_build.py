@@ -27,8 +27,8 @@ def test_ids_follow_the_given_shard_order_then_row_order(tmp_path):
     shards, vectors = write_shards(tmp_path / "emb", {"c": 7, "a": 12, "b": 5}, DIM)
     infos = build_index(shards, tmp_path / "index", settings())
 
-    manifest = json.loads((tmp_path / "index" / "shards.json").read_text())
-    assert [(s["name"], s["rows"], s["first_id"]) for s in manifest["shards"]] == [
+    shard_list = json.loads((tmp_path / "index" / "shards.json").read_text())
+    assert [(s["name"], s["rows"], s["first_id"]) for s in shard_list["shards"]] == [
         ("c", 7, 0),
         ("a", 12, 7),
         ("b", 5, 19),

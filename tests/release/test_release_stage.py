@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import DatasetCard, metadata_load
 from release_samples import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
 
-from clip_assets.release.release_folder import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
 from clip_assets.release.tables import ReleaseError
 
 
@@ -33,7 +33,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 def test_layout_is_the_fondant_superset(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
-    summary = stage_release(inputs, out, rows_per_file=6)
+    summary = write_release_folder(inputs, out, rows_per_file=6)
 
     chunks = [f"train-{k:05d}-of-00004.parquet" for k in range(4)]  # 21 rows, 6 per file
     expected = {"README.md", "faiss", "image.index", "index_infos.json", "model.json"}
@@ -59,7 +59,7 @@ def test_layout_is_the_fondant_superset(inputs: ReleaseInputs, tmp_path: Path) -
 
 def test_row_k_is_faiss_id_k_in_every_folder(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
-    stage_release(inputs, out, rows_per_file=6)
+    write_release_folder(inputs, out, rows_per_file=6)
     index = faiss.read_index(str(out / "faiss"))
     data = read_folder(out / "data")
     vectors = np.array(data.column("embedding").to_pylist(), dtype=np.float32)
@@ -80,7 +80,7 @@ def test_row_k_is_faiss_id_k_in_every_folder(inputs: ReleaseInputs, tmp_path: Pa
 
 def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
-    stage_release(inputs, out)
+    write_release_folder(inputs, out)
     meta = metadata_load(out / "README.md")
 
     assert meta["configs"] == [
@@ -112,16 +112,16 @@ def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_pat
 
 def test_rerun_is_byte_identical(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
-    stage_release(inputs, out, rows_per_file=6)
+    write_release_folder(inputs, out, rows_per_file=6)
     first = digests(out)
-    stage_release(inputs, out, rows_per_file=6)
+    write_release_folder(inputs, out, rows_per_file=6)
     assert digests(out) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "store"]  # no leftovers
 
 
 def test_bad_inputs_fail_and_leave_the_old_release(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
-    stage_release(inputs, out)
+    write_release_folder(inputs, out)
     before = digests(out)
 
     raw = inputs.embeddings[0].with_name("raw.parquet")
@@ -146,7 +146,7 @@ def test_bad_inputs_fail_and_leave_the_old_release(inputs: ReleaseInputs, tmp_pa
     ]
     for bad, message in cases:
         with pytest.raises(ReleaseError, match=message):
-            stage_release(bad, out)
+            write_release_folder(bad, out)
     assert digests(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "store"]
 
@@ -154,14 +154,14 @@ def test_bad_inputs_fail_and_leave_the_old_release(inputs: ReleaseInputs, tmp_pa
 def test_model_json_from_the_index_folder_wins(tmp_path: Path) -> None:
     inputs = make_inputs(tmp_path / "store")
     (inputs.index_dir / "model.json").write_text('{"model_name": "ViT-L-14"}\n')
-    stage_release(inputs, tmp_path / "release")
+    write_release_folder(inputs, tmp_path / "release")
     assert (tmp_path / "release" / "model.json").read_text() == '{"model_name": "ViT-L-14"}\n'
 
 
 def test_card_of_a_local_source_links_nothing(tmp_path: Path) -> None:
     """A local-folder source is named, not linked as if it were a Hub dataset."""
     inputs = make_inputs(tmp_path / "store", source_repo="/data/my-urls", source_revision=None)
-    stage_release(inputs, tmp_path / "release")
+    write_release_folder(inputs, tmp_path / "release")
     card = DatasetCard.load(tmp_path / "release" / "README.md")
     assert "source_datasets" not in card.data.to_dict()
     assert "images of /data/my-urls that" in card.text

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from release_samples import TOKEN
 from stand_ins.hub_server import HubServer
 
-from clip_assets.release.release_folder import ReleaseInputs, stage_release
+from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
 from clip_assets.release.upload import ReleaseUploadError, upload_release
 
 REPO = "org/tiny-sample-clip"
@@ -36,7 +36,7 @@ def test_upload_stores_exactly_the_staged_files(
     inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    stage_release(inputs, release, rows_per_file=6)
+    write_release_folder(inputs, release, rows_per_file=6)
     result = upload_release(release, REPO, TOKEN, endpoint=hub.url)
 
     assert hub_files(hub) == staged_files(release)
@@ -64,7 +64,7 @@ def test_upload_stores_exactly_the_staged_files(
 def test_upload_through_the_size_threshold(inputs: ReleaseInputs, tmp_path: Path) -> None:
     """A text file over the Hub's 10 MB threshold goes through LFS too, byte-exact."""
     release = tmp_path / "release"
-    stage_release(inputs, release)
+    write_release_folder(inputs, release)
     (release / "notes.txt").write_text("x" * (10 * 1024 * 1024 + 1))
     with HubServer(tmp_path / "hub2", token=TOKEN) as hub:
         upload_release(release, REPO, TOKEN, endpoint=hub.url)
@@ -77,13 +77,13 @@ def test_rerun_commits_nothing_and_a_new_release_replaces_the_old(
     inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    stage_release(inputs, release, rows_per_file=6)
+    write_release_folder(inputs, release, rows_per_file=6)
     first = upload_release(release, REPO, TOKEN, endpoint=hub.url)
     again = upload_release(release, REPO, TOKEN, endpoint=hub.url)
     assert again["commit_oid"] == first["commit_oid"]
     assert len(hub.commits(REPO)) == 2  # creation + one release
 
-    stage_release(inputs, release, rows_per_file=100)  # one file per folder now
+    write_release_folder(inputs, release, rows_per_file=100)  # one file per folder now
     third = upload_release(release, REPO, TOKEN, endpoint=hub.url)
     assert hub_files(hub) == staged_files(release)
     assert len(third["deleted"]) == 12  # 4 chunks x (data, id_mapping, metadata)
@@ -96,7 +96,7 @@ def test_token_never_in_errors_or_logs(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     release = tmp_path / "release"
-    stage_release(inputs, release)
+    write_release_folder(inputs, release)
     wrong = "hf_wrong_token_that_must_stay_secret_42"
     caplog.set_level(logging.DEBUG)
     server = HubServer(tmp_path / "hub2", token=TOKEN, leaky_errors=True)
@@ -121,7 +121,7 @@ def test_published_release_downloads_and_searches(
     from clip_assets.search import ClipSearcher
 
     release = tmp_path / "release"
-    stage_release(inputs, release, rows_per_file=6)
+    write_release_folder(inputs, release, rows_per_file=6)
     upload_release(release, REPO, TOKEN, endpoint=hub.url)
     cache = tmp_path / "cache"
     folder = Path(
