@@ -3,20 +3,18 @@
 What it does: serves real JPEG, PNG and WebP pictures (and the broken answers a crawl meets)
 from a loopback server, writes DataComp-schema parquet pointing at them, installs stand-in
 ViT-B-32 weights under the real ``laion2b_s34b_b79k`` checkpoint name in a private Hugging Face
-cache (random weights: nothing can be downloaded here), then materialises every asset of the
-``demo`` dataset in a persistent Dagster instance and searches the index by text.
+cache (nothing can be downloaded here), then materialises every asset of the ``demo`` dataset
+in a persistent Dagster instance through the same driver as ``clip-assets run``, and searches
+the index by text.
 
-The pipeline runs in a child process whose environment points ``HF_HOME`` at that cache with
-``HF_HUB_OFFLINE=1``: huggingface_hub reads both when imported, and the production loading
-path then runs unchanged.
+It points ``HF_HOME`` at that cache with ``HF_HUB_OFFLINE=1`` before huggingface_hub is first
+imported (it reads both at import), so the production loading path runs unchanged.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,7 +23,7 @@ ROWS_PER_PARTITION = 16
 
 
 def demo_environment(workdir: Path) -> dict[str, str]:
-    """The environment of the pipeline process, also what ``dagster dev`` needs afterwards."""
+    """The environment of the demo, also what ``dagster dev`` needs afterwards."""
     return {
         "HF_HOME": str(workdir / "hf_home"),
         "HF_HUB_OFFLINE": "1",
@@ -35,64 +33,51 @@ def demo_environment(workdir: Path) -> dict[str, str]:
     }
 
 
-def launch(workdir: Path, query: str, good_images: int) -> int:
-    """Prepares ``workdir`` afresh and runs the demo in a child process; returns its code."""
+def run_demo(workdir: Path, query: str, good_images: int) -> int:
+    """Prepares ``workdir`` afresh, runs the whole graph, prints a search; returns 0 or 1."""
+    if "huggingface_hub" in sys.modules:
+        raise RuntimeError("the demo must set HF_HOME before huggingface_hub is imported")
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("source", "data", "dagster_home"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
-    env = {**os.environ, **demo_environment(workdir)}
-    command = [sys.executable, "-m", "clip_assets.demo", str(workdir), query, str(good_images)]
-    return subprocess.run(command, env=env, check=False).returncode
-
-
-def _write_instance_config(dagster_home: Path) -> None:
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shipped = Path(__file__).resolve().parent.parent / "dagster.yaml"
-    config = shipped.read_text() if shipped.exists() else "telemetry:\n  enabled: false\n"
-    (dagster_home / "dagster.yaml").write_text(config)
-
-
-def run(workdir: Path, query: str, good_images: int) -> None:
-    """The demo itself; expects :func:`demo_environment` to be in effect."""
-    # The registry first: importing clip_assets.definitions reads it.
+    os.environ.update(demo_environment(workdir))
+    _write_instance_config(workdir / "dagster_home")
     (workdir / "datasets.yaml").write_text(
         f"datasets:\n  - name: {DEMO_DATASET}\n    source: {workdir / 'source'}\n"
         f"    rows_per_partition: {ROWS_PER_PARTITION}\n    allowed_hosts: [127.0.0.1]\n"
     )
+    from clip_assets.cli.quiet import quiet_libraries
+
+    quiet_libraries()
     from dagster import DagsterInstance
 
-    from clip_assets.definitions import default_resources
+    from clip_assets.graph.driver import run_dataset
+    from clip_assets.graph.environment import default_resources
     from clip_assets.offline.datacomp import write_datacomp_shard
     from clip_assets.offline.image_server import ImageServer
     from clip_assets.offline.sample import sample_site
     from clip_assets.offline.weights import install_pretrained_standin
-    from clip_assets.registry import DatasetSpec
-    from clip_assets.runner import run_dataset
+    from clip_assets.registry import find_dataset
     from clip_assets.search.stored import open_stored
 
     print(f"demo folder: {workdir}")
-    install_pretrained_standin(Path(os.environ["HF_HOME"]))
+    install_pretrained_standin(workdir / "hf_home")
     print("stand-in ViT-B-32 weights installed as laion2b_s34b_b79k (random, offline)")
     site = sample_site(good=good_images)
-    _write_instance_config(Path(os.environ["DAGSTER_HOME"]))
     with ImageServer(site.routes) as server:
         rows = site.rows(server)
         half = len(rows) // 2
         write_datacomp_shard(workdir / "source", rows[:half])
         write_datacomp_shard(workdir / "source", rows[half:])
         print(f"serving {len(site.routes)} URLs on 127.0.0.1:{server.port}")
-        spec = DatasetSpec(
-            name=DEMO_DATASET,
-            source=str(workdir / "source"),
-            rows_per_partition=ROWS_PER_PARTITION,
-            allowed_hosts=("127.0.0.1",),
-        )
+        spec = find_dataset(DEMO_DATASET)
         resources = default_resources()
         with DagsterInstance.get() as instance:
             outcome = run_dataset(spec, resources, instance)
-    if outcome.failed_ranges:
-        raise SystemExit(f"partitions failed: {outcome.failed_ranges}")
+    if not outcome.success:
+        print(f"demo: partitions failed: {outcome.failed_ranges or outcome.whole_dataset_error}")
+        return 1
     with open_stored(resources["storage"], DEMO_DATASET) as searcher:
         hits = searcher.search_texts([query], k=5)[0]
     print(f'\ntop {len(hits)} for "{query}":')
@@ -100,16 +85,11 @@ def run(workdir: Path, query: str, good_images: int) -> None:
         print(f"{rank:>2}  {hit.similarity:7.4f}  {hit.url}  {hit.caption or ''}")
     env = " ".join(f"{k}={v}" for k, v in demo_environment(workdir).items())
     print(f"\nsee it in the UI:  {env} dagster dev -w workspace.yaml")
+    return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workdir", type=Path)
-    parser.add_argument("query")
-    parser.add_argument("good_images", type=int)
-    args = parser.parse_args(argv)
-    run(args.workdir, args.query, args.good_images)
-
-
-if __name__ == "__main__":
-    main()
+def _write_instance_config(dagster_home: Path) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shipped = Path(__file__).resolve().parent.parent / "dagster.yaml"
+    config = shipped.read_text() if shipped.exists() else "telemetry:\n  enabled: false\n"
+    (dagster_home / "dagster.yaml").write_text(config)

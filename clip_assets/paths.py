@@ -1,6 +1,30 @@
-"""Where each stage's files live below the storage root (DESIGN.md, "Storage layout")."""
+"""The storage root and where each stage's files live below it (docs/architecture.md,
+"Storage layout"). Every path an asset, a sensor or the driver reads or writes is built here,
+and the index folder's file names are defined here for the index stage to use. No heavy
+imports: the command line reads the root from here before anything loads."""
 
 from __future__ import annotations
+
+import os
+
+ROOT_ENV = "CLIP_ASSETS_ROOT"
+#: The index file (raw ``faiss.write_index``), as autofaiss and the Fondant release name it.
+INDEX_NAME = "faiss"
+#: autofaiss's fields plus our measurements (``clip_assets.index.infos``).
+INFOS_NAME = "index_infos.json"
+#: The id assignment: partition order and row counts (``clip_assets.index.shards``).
+SHARD_LIST_NAME = "shards.json"
+#: Beside the index: the model identity the vectors were embedded with (search reads it).
+MODEL_NAME = "model.json"
+#: Files of the index folder, in upload order: ``index_infos.json`` last, so a reader that
+#: sees the new infos also sees the index they describe.
+INDEX_FILES = (INDEX_NAME, SHARD_LIST_NAME, MODEL_NAME, INFOS_NAME)
+
+
+def storage_root() -> str:
+    """The storage root: ``$CLIP_ASSETS_ROOT`` (a local folder or ``gs://bucket/prefix``),
+    else ``./data``."""
+    return os.environ.get(ROOT_ENV, "data")
 
 
 def manifest(ds: str) -> str:
@@ -8,25 +32,51 @@ def manifest(ds: str) -> str:
     return f"{ds}/source/partitions.json"
 
 
+def metadata_dir(ds: str) -> str:
+    return f"{ds}/metadata"
+
+
+def images_dir(ds: str) -> str:
+    return f"{ds}/images"
+
+
+def embeddings_dir(ds: str) -> str:
+    return f"{ds}/embeddings"
+
+
 def metadata(ds: str, key: str) -> str:
-    return f"{ds}/metadata/{key}.parquet"
+    return f"{metadata_dir(ds)}/{key}.parquet"
 
 
 def images(ds: str, key: str) -> str:
-    return f"{ds}/images/{key}.parquet"
+    return f"{images_dir(ds)}/{key}.parquet"
 
 
 def embeddings(ds: str, key: str) -> str:
-    return f"{ds}/embeddings/{key}.parquet"
+    return f"{embeddings_dir(ds)}/{key}.parquet"
 
 
 def index_dir(ds: str) -> str:
-    """Holds ``faiss``, ``index_infos.json``, ``shards.json`` and ``model.json``."""
+    """Holds ``INDEX_FILES``."""
     return f"{ds}/index"
+
+
+def index_file(ds: str, name: str) -> str:
+    """One of ``INDEX_FILES``."""
+    return f"{index_dir(ds)}/{name}"
+
+
+def shard_list(ds: str) -> str:
+    """The index's shard list: which partitions it holds, in faiss id order."""
+    return index_file(ds, SHARD_LIST_NAME)
 
 
 def id_mapping_dir(ds: str) -> str:
     return f"{ds}/id_mapping"
+
+
+def id_mapping_file(ds: str, number: int) -> str:
+    return f"{id_mapping_dir(ds)}/{number:05d}.parquet"
 
 
 def release_dir(ds: str) -> str:

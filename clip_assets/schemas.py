@@ -1,4 +1,4 @@
-"""Arrow schemas of every table the pipeline stores (DESIGN.md, "Storage layout").
+"""Arrow schemas of every table the pipeline stores (docs/architecture.md, "Storage layout").
 
 Each stage module builds its output against these schemas, so the files under
 ``<root>/<ds>/<stage>/`` have one shape whoever wrote them.

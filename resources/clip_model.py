@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr
 
 from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.embed.model_loading import ModelSpec
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 
 GPU_LOCK_DIR_ENV = "CLIP_ASSETS_GPU_LOCK_DIR"
 
@@ -46,9 +47,9 @@ class ClipModelResource(ConfigurableResource):
     preprocessing) is available for lineage through :meth:`get_encoder`'s ``identity``.
     """
 
-    model_name: str = Field(default="ViT-B-32", description="open_clip model name.")
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="open_clip model name.")
     pretrained: str | None = Field(
-        default="laion2b_s34b_b79k",
+        default=DEFAULT_PRETRAINED,
         description="open_clip pretrained tag or a weights file; None for a model folder "
         "(model_name 'local-dir:<folder>') that carries its own weights.",
     )

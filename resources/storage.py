@@ -1,15 +1,14 @@
 """Where the pipeline's files live: a local folder or a ``gs://bucket/prefix``.
 
-Every asset reads and writes through a :class:`StorageResource` with paths relative to the
-root (``<ds>/images/<partition>.parquet``, DESIGN.md "Storage layout"), so asset code never
-knows which backend holds the bytes. Writes are atomic on both backends: a local write goes
-to a temporary file in the same folder and is renamed over the target; a GCS write is one
+Every asset reads and writes through a :class:`StorageResource` with paths relative to the root
+(``<ds>/images/<partition>.parquet``, docs/architecture.md "Storage layout"), so asset code
+never knows which backend holds the bytes. Writes are atomic on both backends: a local write
+goes to a temporary file in the same folder and is renamed over the target; a GCS write is one
 object upload, which GCS publishes whole or not at all. Readers never see half a file.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,6 +59,11 @@ class StorageResource(ConfigurableResource, ABC):
         """Copies the file at ``path`` to the local file ``local``."""
 
     @abstractmethod
+    def open_read(self, path: str) -> BinaryIO:
+        """A seekable binary reader of the file at ``path`` (ranged reads on GCS, so reading a
+        parquet footer or a few columns does not fetch the whole object)."""
+
+    @abstractmethod
     def exists(self, path: str) -> bool:
         """Whether a file is stored at ``path``."""
 
@@ -83,7 +88,13 @@ class StorageResource(ConfigurableResource, ABC):
 
     def read_table(self, path: str, columns: list[str] | None = None) -> pa.Table:
         """Reads the parquet file at ``path`` (only ``columns`` when given)."""
-        return pq.read_table(io.BytesIO(self.read_bytes(path)), columns=columns)
+        with self.open_read(path) as source:
+            return pq.read_table(source, columns=columns)
+
+    def read_schema(self, path: str) -> pa.Schema:
+        """The schema (with its metadata) of the parquet file at ``path``: the footer only."""
+        with self.open_read(path) as source:
+            return pq.read_schema(source)
 
     @contextmanager
     def local_file(self, path: str) -> Iterator[Path]:
@@ -127,6 +138,9 @@ class LocalStorage(StorageResource):
 
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
+
+    def open_read(self, path: str) -> BinaryIO:
+        return self._path(path).open("rb")
 
     def upload_file(self, local: Path, path: str) -> None:
         target = self._path(path)
@@ -208,6 +222,12 @@ class GCSStorage(StorageResource):
             if getattr(error, "code", None) == 404:
                 raise FileNotFoundError(self.uri(path)) from error
             raise
+
+    def open_read(self, path: str) -> BinaryIO:
+        blob = self._bucket().blob(self._name(path))
+        if not blob.exists():
+            raise FileNotFoundError(self.uri(path))
+        return blob.open("rb")
 
     def upload_file(self, local: Path, path: str) -> None:
         self._bucket().blob(self._name(path)).upload_from_filename(str(local))

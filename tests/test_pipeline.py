@@ -19,17 +19,23 @@ from dagster import (
 )
 from huggingface_hub import DatasetCard
 
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.index_checks import build_checks
-from clip_assets.definitions import dataset_assets
+from clip_assets.assets.index_checks import build_index_checks
 from clip_assets.embed import model_loading as embed_model
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.driver import run_dataset
+from clip_assets.graph.factory import dataset_definitions
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite
 from clip_assets.registry import DatasetSpec
-from clip_assets.runner import run_dataset
 from clip_assets.search.stored import open_stored
 from resources.clip_model import ClipModelResource
+
+
+def dataset_assets(graph: DatasetGraph) -> list:
+    """The dataset's assets as the code location defines them."""
+    return list(dataset_definitions(graph).assets)
+
 
 EXPECTED_FAILURES = {
     "/broken/missing.jpg": ("failed", "http_404"),
@@ -244,7 +250,7 @@ def test_retry_failed_only_refetches_transient_failures(built) -> None:
 def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:
     """Last: it damages the built files."""
     graph = DatasetGraph(built["spec"])
-    checks = build_checks(graph)
+    checks = build_index_checks(graph)
     index = built["root"] / "index" / "faiss"
     index.write_bytes(index.read_bytes()[:-100])
     mapping = next((built["root"] / "id_mapping").glob("*.parquet"))

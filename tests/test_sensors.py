@@ -12,12 +12,12 @@ from dagster import (
     build_sensor_context,
 )
 
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.discovery import contiguous_runs
-from clip_assets.definitions import build_definitions, default_resources
+from clip_assets.definitions import location_definitions
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.environment import default_resources
+from clip_assets.graph.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_runs
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.registry import DatasetSpec
-from clip_assets.sensors import RANGE_END_TAG, RANGE_START_TAG
 from resources.hub import HubResource
 from resources.storage import LocalStorage
 
@@ -50,7 +50,7 @@ def test_sensor_adds_partitions_and_runs_only_for_new_files(tmp_path: Path) -> N
         "storage": LocalStorage(root=str(tmp_path / "data")),
         "hub": HubResource(),
     }
-    defs = build_definitions([spec], resources=resources)
+    defs = location_definitions([spec], resources)
     graph = DatasetGraph(spec)
     instance = DagsterInstance.ephemeral()
 

@@ -1,6 +1,5 @@
 """``<ds>/embeddings``: L2-normalised CLIP image embeddings of a slice's ``ok`` images."""
 
-import json
 import time
 
 from dagster import (
@@ -15,21 +14,20 @@ from dagster import (
 )
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.embed.embed_table import embed_images
+from clip_assets.embed.identity import with_identity
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.materialization import model_line
+from clip_assets.graph.partition_runs import run_partitions
 from clip_assets.index.verification import check_embeddings
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 
-#: Parquet schema metadata key holding the model identity, so later stages (and anyone
-#: reading the file) know which model made the vectors.
-MODEL_IDENTITY_KEY = b"clip_assets.model"
 VECTORS_CHECK = "finite_unit_vectors"
 
 
 def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
-    spec = graph.spec
+    ds = graph.name
 
     @asset(
         **graph.partitioned_stage("embeddings", upstream="images"),
@@ -57,11 +55,10 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         written; the model is loaded once for all partitions of the run.
         """
         encoder = clip_model.get_encoder()
-        identity = json.dumps(encoder.identity, sort_keys=True).encode()
         checked: dict[str, dict] = {}
 
         def materialize_one(key: str) -> dict:
-            images = storage.read_table(paths.images(spec.name, key))
+            images = storage.read_table(paths.images(ds, key))
             started = time.monotonic()
             table = embed_images(images, encoder, dtype=clip_model.output_dtype)
             elapsed = time.monotonic() - started
@@ -73,35 +70,32 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                     metadata={"check": MetadataValue.json(check)},
                 )
             checked[key] = check
-            table = table.replace_schema_metadata({MODEL_IDENTITY_KEY: identity})
-            storage.write_table(paths.embeddings(spec.name, key), table)
+            storage.write_table(paths.embeddings(ds, key), with_identity(table, encoder.identity))
             return {
                 "dagster/row_count": table.num_rows,
                 "images_in": images.num_rows,
-                "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else None,
+                "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else 0.0,
                 "dim": encoder.dim,
-                "model": MetadataValue.json(encoder.identity),
-                "path": MetadataValue.path(storage.uri(paths.embeddings(spec.name, key))),
+                "model": model_line(encoder.identity),
+                "path": MetadataValue.path(storage.uri(paths.embeddings(ds, key))),
             }
 
-        result = run_partitions(context, materialize_one)
-        vectors = AssetCheckResult(
-            check_name=VECTORS_CHECK,
-            passed=True,
-            metadata={
-                "rows": sum(c["rows"] for c in checked.values()),
-                "dim": encoder.dim,
-                "max_norm_error": max(
-                    (
-                        abs(c[b] - 1.0)
-                        for c in checked.values()
-                        for b in ("min_norm", "max_norm")
-                        if c[b] is not None
-                    ),
-                    default=0.0,
-                ),
-            },
-        )
-        return MaterializeResult(metadata=result.metadata, check_results=[vectors])
+        def vectors_check() -> list[AssetCheckResult]:
+            norms = [c[b] for c in checked.values() for b in ("min_norm", "max_norm")]
+            return [
+                AssetCheckResult(
+                    check_name=VECTORS_CHECK,
+                    passed=True,
+                    metadata={
+                        "rows": sum(c["rows"] for c in checked.values()),
+                        "dim": encoder.dim,
+                        "max_norm_error": max(
+                            (abs(n - 1.0) for n in norms if n is not None), default=0.0
+                        ),
+                    },
+                )
+            ]
+
+        return run_partitions(context, materialize_one, vectors_check)
 
     return embeddings

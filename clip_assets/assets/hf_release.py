@@ -1,70 +1,32 @@
-"""``<ds>/hf_release``: the release folder, staged in storage and published when configured."""
+"""``<ds>/hf_release``: the release folder, written to storage and published when configured."""
 
 import json
-import subprocess
 import tempfile
-from collections import Counter
 from pathlib import Path
 
-import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from clip_assets import __version__, paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
-from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
+from clip_assets import paths
+from clip_assets.download.download_settings import recorded_settings
+from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.index.shards import read_shard_list
+from clip_assets.release.inputs import (
+    ReleaseInputs,
+    code_version,
+    download_counts,
+    image_settings,
+    source_lineage,
+)
+from clip_assets.release.release_folder import write_release_folder
 from clip_assets.release.upload import upload_release
-from resources.downloader import DownloaderResource
 from resources.hub import HubResource
 from resources.storage import StorageResource
 
 
-def code_version() -> str:
-    """Package version plus the git commit of the checkout, when there is one."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return __version__
-    return f"{__version__}+g{commit}"
-
-
-def download_counts(storage: StorageResource, ds: str, keys: list[str]) -> dict:
-    """Status and reason counts over the images of the released partitions."""
-    statuses: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    for key in keys:
-        table = storage.read_table(paths.images(ds, key), columns=["status", "reason"])
-        statuses.update(table.column("status").to_pylist())
-        reasons.update(r for r in table.column("reason").to_pylist() if r)
-    attempted = sum(statuses.values())
-    return {
-        "attempted": attempted,
-        "ok": statuses.get("ok", 0),
-        "success_rate": round(statuses.get("ok", 0) / attempted, 4) if attempted else 0.0,
-        "by_status": dict(sorted(statuses.items())),
-        "top_reasons": dict(reasons.most_common(10)),
-    }
-
-
-def source_lineage(storage: StorageResource, ds: str, keys: list[str]) -> tuple[list, list]:
-    """The source files and revisions the released partitions were read from."""
-    files: set[str] = set()
-    revisions: set[str] = set()
-    for key in keys:
-        table = storage.read_table(paths.metadata(ds, key), ["source_file", "source_revision"])
-        files.update(pc.unique(table.column("source_file")).to_pylist())
-        revisions.update(r for r in pc.unique(table.column("source_revision")).to_pylist() if r)
-    return sorted(files), sorted(revisions)
-
-
 def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
+    ds = spec.name
 
     @asset(
         **graph.whole_stage("hf_release", ["faiss_index", "id_mapping"]),
@@ -72,47 +34,44 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
         automation_condition=REBUILD_ON_NEW_INPUTS,
     )
     def hf_release(
-        context: AssetExecutionContext,
-        storage: StorageResource,
-        hub: HubResource,
-        downloader: DownloaderResource,
+        context: AssetExecutionContext, storage: StorageResource, hub: HubResource
     ) -> MaterializeResult:
         """The Hugging Face dataset release: Fondant-compatible layout plus a dataset card.
 
-        Reads: ``<ds>/index/``, ``<ds>/id_mapping/``, the indexed partitions' embeddings and
-        images (for counts). Writes: ``<ds>/release/`` (``data/``, ``faiss``,
-        ``index_infos.json``, ``id_mapping/``, ``README.md``), exactly what is uploaded.
-        Guarantees: uploads to the Hub only when a release repo and a token are configured;
-        otherwise records that it staged only. The token is never logged.
+        Reads: ``<ds>/index/``, ``<ds>/id_mapping/``, the indexed partitions' embeddings,
+        images (counts, and the download settings each file records) and metadata (source
+        lineage). Writes: ``<ds>/release/`` (``data/``, ``faiss``, ``index_infos.json``,
+        ``id_mapping/``, ``README.md``), exactly what is uploaded. Guarantees: uploads to the
+        Hub only when a release repo and a token are configured; otherwise records that it
+        wrote the folder only. The token is never logged.
         """
-        index_prefix = paths.index_dir(spec.name)
-        keys = [entry.name for entry in indexed_shards(storage, spec.name)]
-        source_files, source_revisions = source_lineage(storage, spec.name, keys)
-        resize = downloader.settings_for(spec.allowed_hosts)
-        counts = download_counts(storage, spec.name, keys)
-        counts["resize"] = {
-            "image_size": resize.image_size,
-            "resize_mode": resize.resize_mode,
-            "encode_format": resize.encode_format,
-            "encode_quality": resize.encode_quality,
-        }
-        release_prefix = paths.release_dir(spec.name)
+        shard_list = read_shard_list(storage.read_bytes(paths.shard_list(ds)))
+        keys = [entry.name for entry in shard_list]
+        images_files = [paths.images(ds, key) for key in keys]
+        source_files, source_revisions = source_lineage(
+            [paths.metadata(ds, key) for key in keys], storage.read_table
+        )
+        counts = download_counts(images_files, storage.read_table)
+        counts["resize"] = image_settings(
+            recorded_settings(storage.read_schema(path).metadata) for path in images_files
+        )
+        release_prefix = paths.release_dir(ds)
         version = code_version()
         with (
-            storage.local_dir(index_prefix) as index_dir,
-            storage.local_dir(f"{spec.name}/embeddings") as embeddings_dir,
-            storage.local_dir(paths.id_mapping_dir(spec.name)) as mapping_dir,
+            storage.local_dir(paths.index_dir(ds)) as index_dir,
+            storage.local_dir(paths.embeddings_dir(ds)) as embeddings_dir,
+            storage.local_dir(paths.id_mapping_dir(ds)) as mapping_dir,
             tempfile.TemporaryDirectory(prefix="clip-assets-release-") as work,
         ):
             inputs = ReleaseInputs(
-                dataset=spec.name,
+                dataset=ds,
                 source_repo=spec.hub_repo or spec.source,
                 source_revision=",".join(source_revisions) or None,
                 source_files=source_files,
                 index_dir=index_dir,
                 embeddings=[embeddings_dir / f"{key}.parquet" for key in keys],
                 id_mapping=sorted(mapping_dir.glob("*.parquet")),
-                model=json.loads((index_dir / "model.json").read_text()),
+                model=json.loads((index_dir / paths.MODEL_NAME).read_text()),
                 download=counts,
                 code_version=version,
                 license=hub.license,
@@ -120,10 +79,10 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             )
             out = Path(work) / "release"
             summary = write_release_folder(inputs, out)
-            staged = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-            for rel in staged:
+            written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+            for rel in written:
                 storage.upload_file(out / rel, f"{release_prefix}/{rel}")
-            wanted = {f"{release_prefix}/{rel}" for rel in staged}
+            wanted = {f"{release_prefix}/{rel}" for rel in written}
             for stale in set(storage.list(release_prefix)) - wanted:
                 storage.delete(stale)
             published = None
@@ -134,15 +93,16 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                     hub.token,
                     endpoint=hub.endpoint,
                     private=hub.private,
-                    commit_message=f"clip-assets {version}: {spec.name}",
+                    commit_message=f"clip-assets {version}: {ds}",
                 )
                 context.log.info(f"published {hub.release_repo} at {published.get('commit_oid')}")
             else:
-                context.log.info("no release repo or token configured: staged only")
+                context.log.info("no release repo or token configured: folder written only")
         return MaterializeResult(
             metadata={
-                "files": MetadataValue.json(staged),
+                "files": len(written),
                 "rows": summary.get("rows"),
+                "bytes": summary.get("bytes"),
                 "success_rate": counts["success_rate"],
                 "published": bool(published),
                 "repo": (published or {}).get("url") or "",

@@ -4,14 +4,15 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.faiss_index import REBUILD_ON_NEW_INPUTS, indexed_shards
+from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.index.mapping import build_id_mapping
+from clip_assets.index.shards import read_shard_list
 from resources.storage import StorageResource
 
 
 def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
-    spec = graph.spec
+    ds = graph.name
 
     @asset(
         **graph.whole_stage("id_mapping", ["faiss_index", "metadata"]),
@@ -26,30 +27,29 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``<ds>/id_mapping/<n>.parquet`` (i, uid, url, text). Guarantees: ids 0..n-1 exactly
         once, in order; id i is row i of the index's partition order, by construction.
         """
-        shard_list = indexed_shards(storage, spec.name)
+        shard_list = read_shard_list(storage.read_bytes(paths.shard_list(ds)))
 
         def embeddings_of(key: str) -> pa.Table:
-            return storage.read_table(paths.embeddings(spec.name, key), columns=["uid", "url"])
+            return storage.read_table(paths.embeddings(ds, key), columns=["uid", "url"])
 
         def captions_of(key: str) -> pa.Table:
-            return storage.read_table(paths.metadata(spec.name, key), columns=["uid", "text"])
+            return storage.read_table(paths.metadata(ds, key), columns=["uid", "text"])
 
-        prefix = paths.id_mapping_dir(spec.name)
         written: list[str] = []
         rows = 0
         for number, chunk in enumerate(build_id_mapping(shard_list, embeddings_of, captions_of)):
-            path = f"{prefix}/{number:05d}.parquet"
+            path = paths.id_mapping_file(ds, number)
             storage.write_table(path, chunk)
             written.append(path)
             rows += chunk.num_rows
-        for stale in set(storage.list(prefix)) - set(written):
+        for stale in set(storage.list(paths.id_mapping_dir(ds))) - set(written):
             storage.delete(stale)
         context.log.info(f"id_mapping: {rows} ids in {len(written)} files")
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "files": len(written),
-                "path": MetadataValue.path(storage.uri(prefix)),
+                "path": MetadataValue.path(storage.uri(paths.id_mapping_dir(ds))),
             }
         )
 

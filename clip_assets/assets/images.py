@@ -9,20 +9,20 @@ from dagster import (
     AssetsDefinition,
     Config,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 from pydantic import Field
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.partition_runs import run_partitions
 from clip_assets.download.shard_download import (
     DownloadProgress,
     download_shard_to_file,
     retry_failed_to_file,
 )
 from clip_assets.download.summary import summarize_file
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.materialization import images_metadata
+from clip_assets.graph.partition_runs import run_partitions
 from resources.downloader import DownloaderResource
 from resources.storage import StorageResource
 
@@ -35,15 +35,6 @@ class ImagesConfig(Config):
         description="Re-download only the transient failures (timeouts, 5xx, 429, connection "
         "errors) of already materialised partitions and merge them in; other rows are kept.",
     )
-
-
-def _summary_metadata(summary: dict) -> dict:
-    """Scalars as metadata entries, mappings (reason counts, domains) as JSON."""
-    return {
-        name: MetadataValue.json(value) if isinstance(value, dict | list) else value
-        for name, value in summary.items()
-        if value is not None
-    }
 
 
 def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
@@ -91,12 +82,11 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                 elapsed = time.monotonic() - started
                 summary = summarize_file(local, elapsed_s=elapsed)
                 storage.upload_file(local, target)
-            context.log.info(f"{key}: {summary}")
-            return {
-                "dagster/row_count": metadata.num_rows,
-                **_summary_metadata(summary),
-                "path": MetadataValue.path(storage.uri(target)),
-            }
+            context.log.info(
+                f"{key}: {summary['ok']}/{summary['attempted']} ok "
+                f"({summary['success_rate']:.1%}), {summary['images_per_s']:.1f} images/s"
+            )
+            return images_metadata(summary, storage.uri(target))
 
         return run_partitions(context, materialize_one)
 

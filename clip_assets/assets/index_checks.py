@@ -14,8 +14,8 @@ from dagster import AssetCheckResult, AssetChecksDefinition, Config, asset_check
 from pydantic import Field
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.faiss_index import indexed_shards
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.index.shards import read_shard_list
 from clip_assets.index.verification import check_id_mapping, check_index_size, check_recall
 from resources.storage import StorageResource
 
@@ -36,7 +36,7 @@ def _result(outcome: tuple[bool, dict]) -> AssetCheckResult:
     )
 
 
-def build_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
+def build_index_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
     """The blocking checks of one dataset's faiss_index and id_mapping."""
     ds = graph.name
 
@@ -44,7 +44,8 @@ def build_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
     def size_equals_ok_images(storage: StorageResource) -> AssetCheckResult:
         """The index holds one vector per ``ok`` image of the partitions it indexed."""
         expected = 0
-        for entry in indexed_shards(storage, ds):
+        shard_list = read_shard_list(storage.read_bytes(paths.shard_list(ds)))
+        for entry in shard_list:
             status = storage.read_table(paths.images(ds, entry.name), ["status"]).column("status")
             expected += pc.sum(pc.equal(status, "ok")).as_py() or 0
         with storage.local_dir(paths.index_dir(ds)) as index_dir:
@@ -53,7 +54,7 @@ def build_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
     @asset_check(asset=graph.key("faiss_index"), blocking=True, name="recall_at_10")
     def recall_at_10(config: RecallCheckConfig, storage: StorageResource) -> AssetCheckResult:
         """Measured recall@10 against exact search is at or above the threshold."""
-        infos = json.loads(storage.read_bytes(f"{paths.index_dir(ds)}/index_infos.json"))
+        infos = json.loads(storage.read_bytes(paths.index_file(ds, paths.INFOS_NAME)))
         return _result(check_recall(infos, config.threshold))
 
     @asset_check(asset=graph.key("id_mapping"), blocking=True, name="ids_cover_index_once")

@@ -3,8 +3,9 @@
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph, cache_dir
-from clip_assets.assets.partition_runs import run_partitions
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.environment import cache_dir
+from clip_assets.graph.partition_runs import run_partitions
 from clip_assets.source.files import SourceFile, fetch_source_file
 from clip_assets.source.reader import read_slice
 from clip_assets.source.slices import manifest_from_json
@@ -47,10 +48,6 @@ def build_metadata_asset(graph: DatasetGraph) -> AssetsDefinition:
                 "path": MetadataValue.path(storage.uri(paths.metadata(spec.name, key))),
             }
 
-        return run_partitions(
-            context,
-            materialize_one,
-            lambda done: {"rows_in_run": sum(m["dagster/row_count"] for m in done.values())},
-        )
+        return run_partitions(context, materialize_one)
 
     return metadata

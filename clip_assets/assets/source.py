@@ -4,7 +4,7 @@ import hashlib
 
 from dagster import DataVersion, ObserveResult, SourceAsset, observable_source_asset
 
-from clip_assets.assets.dataset import DatasetGraph
+from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.source.files import list_source_files
 from resources.hub import HubResource
 

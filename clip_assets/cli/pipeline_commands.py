@@ -1,7 +1,7 @@
-"""CLI subcommands that drive the asset graph: ``demo``, ``run`` and ``discover``.
+"""``clip-assets demo``, ``run`` and ``discover``: drive the asset graph from the shell.
 
-Each ``add_*`` registers one subcommand on the ``clip-assets`` parser (see clip_assets.cli);
-heavy imports happen inside the ``run`` functions so ``clip-assets --help`` stays fast.
+All three go through ``clip_assets.graph.driver``, as the discovery sensor does. The dataset
+is looked up in the registry before Dagster is imported, so a wrong name answers at once.
 """
 
 from __future__ import annotations
@@ -9,56 +9,47 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+
+from clip_assets.cli.tables import print_table
+from clip_assets.registry import find_dataset
 
 
-def add_demo(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the whole graph offline on a sample served from 127.0.0.1, then search",
-        description="Serves a sample of real images on 127.0.0.1, materialises every asset "
-        "of the 'demo' dataset through Dagster with stand-in ViT-B-32 weights, then searches.",
-    )
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="output folder")
     parser.add_argument("--query", default="a picture of red circles", help="text to search")
     parser.add_argument("--images", type=int, default=60, help="good images in the sample")
-    parser.set_defaults(run=_run_demo)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from clip_assets.demo import launch
+def run_demo(args: argparse.Namespace) -> int:
+    from clip_assets.demo import run_demo as demo
 
-    return launch(args.workdir, args.query, args.images)
+    return demo(args.workdir, args.query, args.images)
 
 
-def _add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="a dataset of the registry")
     parser.add_argument(
         "--registry", type=Path, help="registry file (default: $CLIP_ASSETS_DATASETS)"
     )
 
 
-def add_run(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="materialise a dataset through Dagster without the UI",
-        description="Adds the dataset's partitions, backfills metadata -> images -> "
-        "embeddings, then builds faiss_index, id_mapping and hf_release, recording the runs "
-        "in $DAGSTER_HOME's instance (an ephemeral one when unset).",
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataset_arguments(parser)
+    parser.add_argument(
+        "--partitions-per-run", type=int, default=16, help="partitions one run materialises"
     )
-    _add_dataset_flags(parser)
-    parser.add_argument("--partitions-per-run", type=int, default=16)
-    parser.set_defaults(run=_run_run)
 
 
-def _run_run(args: argparse.Namespace) -> int:
+def run_run(args: argparse.Namespace) -> int:
+    spec = find_dataset(args.dataset, args.registry)
+    from clip_assets.cli.quiet import quiet_libraries
+
+    quiet_libraries()
     from dagster import DagsterInstance
 
-    from clip_assets.definitions import default_resources
-    from clip_assets.registry import find_dataset
-    from clip_assets.runner import run_dataset
+    from clip_assets.graph.driver import run_dataset
+    from clip_assets.graph.environment import default_resources
 
-    spec = find_dataset(args.dataset, args.registry)
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     )
@@ -66,34 +57,40 @@ def _run_run(args: argparse.Namespace) -> int:
         outcome = run_dataset(
             spec, default_resources(), instance, partitions_per_run=args.partitions_per_run
         )
-    return 1 if outcome.failed_ranges else 0
-
-
-def add_discover(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "discover",
-        help="add partitions for a dataset's source slices (what the sensor does)",
+    print()
+    print_table(
+        ["dataset", "partitions", "runs", "failed ranges", "index, mapping, release"],
+        [
+            [
+                spec.name,
+                len(outcome.partitions),
+                outcome.partition_runs,
+                len(outcome.failed_ranges),
+                "built" if outcome.whole_dataset_error is None else "not built",
+            ]
+        ],
     )
-    _add_dataset_flags(parser)
-    parser.set_defaults(run=_run_discover)
+    if outcome.whole_dataset_error is not None:
+        print(f"\nclip-assets run: {outcome.whole_dataset_error}")
+    return 0 if outcome.success else 1
 
 
-def _run_discover(args: argparse.Namespace) -> int:
+def run_discover(args: argparse.Namespace) -> int:
+    spec = find_dataset(args.dataset, args.registry)
+    if not os.environ.get("DAGSTER_HOME"):
+        raise RuntimeError(
+            "discover adds partitions to a persistent instance: set DAGSTER_HOME (the folder "
+            "`dagster dev` uses)"
+        )
+    from clip_assets.cli.quiet import quiet_libraries
+
+    quiet_libraries()
     from dagster import DagsterInstance
 
-    from clip_assets.assets.dataset import DatasetGraph
-    from clip_assets.assets.discovery import plan_partitions
-    from clip_assets.definitions import default_resources
-    from clip_assets.registry import find_dataset
+    from clip_assets.graph.driver import discover
+    from clip_assets.graph.environment import default_resources
 
-    spec = find_dataset(args.dataset, args.registry)
-    resources = default_resources()
-    partitions = DatasetGraph(spec).partitions.name
     with DagsterInstance.get() as instance:
-        existing = list(instance.get_dynamic_partitions(partitions))
-        plan = plan_partitions(spec, resources["storage"], existing, resources["hub"].access())
-        for key in plan.delete:
-            instance.delete_dynamic_partition(partitions, key)
-        instance.add_dynamic_partitions(partitions, plan.add)
+        plan = discover(spec, default_resources(), instance)
     print(f"{spec.name}: +{len(plan.add)} -{len(plan.delete)} partitions, {len(plan.run)} to run")
     return 0

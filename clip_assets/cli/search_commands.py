@@ -1,60 +1,32 @@
-"""``clip-assets``: command-line entry point.
+"""``clip-assets search`` and ``clip-assets serve``: query and serve built indices.
 
-Each subcommand is one ``_add_<name>`` function that registers its arguments and sets
-``run``; adding a subcommand is one such function and one line in ``SUBCOMMANDS``. This module
-only parses and prints: the work lives in ``clip_assets.search``, ``clip_assets.serve`` and
-``clip_assets.pipeline_commands``.
+Arguments are checked (files readable, exactly one query kind, index given once) before the
+index opens or a model loads, so a mistake answers in well under a second. The work lives in
+``clip_assets.search`` and ``clip_assets.serve``; this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from clip_assets.cli.tables import print_table
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
+from clip_assets.paths import storage_root
 
-from clip_assets import pipeline_commands
-from clip_assets.search import ClipSearcher, SearchResult
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="clip-assets", description="Search and serve the CLIP indices clip-assets builds."
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in SUBCOMMANDS:
-        add(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        print(f"clip-assets: error: {error}", file=sys.stderr)
-        return 1
-
-
-def default_root() -> str:
-    """The storage root: ``$CLIP_ASSETS_ROOT``, else ``./data``."""
-    return os.environ.get("CLIP_ASSETS_ROOT", "data")
+if TYPE_CHECKING:
+    from clip_assets.search import ClipSearcher, SearchResult
 
 
 # -- search ---------------------------------------------------------------------------------
 
 
-def _add_search(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "search",
-        help="print the nearest images to a text, image or embedding",
-        description="Search a CLIP index. Queries: one or more texts, --image, --image-url "
-        "or --embedding. The index: --dataset in --root (default), --index-dir or --hf-repo.",
-    )
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="caption(s) to search for")
     query = parser.add_argument_group("query by image or vector instead of text")
     query.add_argument("--image", action="append", type=Path, help="image file (repeatable)")
@@ -62,28 +34,31 @@ def _add_search(subparsers: Any) -> None:
     query.add_argument("--embedding", type=Path, help=".npy file: one vector or one per row")
     _add_index_source(parser)
     _add_model_flags(parser)
-    parser.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    parser.add_argument("-k", type=int, default=10, help="results per query")
     parser.add_argument("--dedup", action="store_true", help="drop repeated urls/uids")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--allow-private-urls", action="store_true", help="let --image-url reach LAN/loopback"
     )
-    parser.set_defaults(run=_run_search)
 
 
-def _run_search(args: argparse.Namespace) -> int:
+def run_search(args: argparse.Namespace) -> int:
     kinds = [bool(args.texts), bool(args.image), bool(args.image_url), args.embedding is not None]
     if sum(kinds) != 1:
         raise ValueError(
             "give exactly one kind of query: TEXT, --image, --image-url or --embedding"
         )
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, not {args.k}")
+    # Read the query files first: an unreadable image fails before any model loads.
+    images = [path.read_bytes() for path in args.image or []]
+    vectors = _read_embeddings(args.embedding) if args.embedding is not None else None
     with _open_searcher(args) as searcher:
         options = {"deduplicate": args.dedup}
         if args.texts:
             labels, results = args.texts, searcher.search_texts(args.texts, args.k, **options)
-        elif args.image:
+        elif images:
             labels = [str(path) for path in args.image]
-            images = [path.read_bytes() for path in args.image]
             results = searcher.search_images(images, args.k, **options)
         elif args.image_url:
             labels = args.image_url
@@ -91,12 +66,17 @@ def _run_search(args: argparse.Namespace) -> int:
                 args.image_url, args.k, allow_private=args.allow_private_urls, **options
             )
         else:
-            vectors = np.load(args.embedding)
-            vectors = vectors[None, :] if vectors.ndim == 1 else vectors
             labels = [f"{args.embedding}[{row}]" for row in range(len(vectors))]
             results = searcher.search(vectors, args.k, **options)
     _print_results(labels, results, as_json=args.json)
     return 0
+
+
+def _read_embeddings(path: Path) -> Any:
+    import numpy as np
+
+    vectors = np.load(path)
+    return vectors[None, :] if vectors.ndim == 1 else vectors
 
 
 def _print_results(labels: list[str], results: list[list[SearchResult]], as_json: bool) -> None:
@@ -110,22 +90,19 @@ def _print_results(labels: list[str], results: list[list[SearchResult]], as_json
     for n, (label, rows) in enumerate(zip(labels, results, strict=True)):
         if len(labels) > 1:
             print(("\n" if n else "") + f"# {label}")
-        print(f"{'rank':>4}  {'similarity':>10}  url  caption")
-        for rank, r in enumerate(rows, 1):
-            caption = " ".join((r.caption or "").split())
-            print(f"{rank:>4}  {r.similarity:>10.4f}  {r.url or '-'}  {caption}")
+        print_table(
+            ["rank", "similarity", "url", "caption"],
+            [
+                [rank, f"{r.similarity:.4f}", r.url or "-", " ".join((r.caption or "").split())]
+                for rank, r in enumerate(rows, 1)
+            ],
+        )
 
 
 # -- serve ----------------------------------------------------------------------------------
 
 
-def _add_serve(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve indices over clip-retrieval's back-end API, with a search page",
-        description="Serve one or more indices: POST /knn-service, POST /metadata, "
-        "GET /indices-list (clip-retrieval's clip back API) and a search page at /.",
-    )
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index",
         action="append",
@@ -136,28 +113,27 @@ def _add_serve(subparsers: Any) -> None:
     parser.add_argument(
         "--dataset", action="append", default=[], help="a dataset in --root (repeatable)"
     )
-    parser.add_argument("--root", default=default_root(), help="storage root (local or gs://)")
+    parser.add_argument("--root", default=storage_root(), help="storage root (local or gs://)")
     _add_model_flags(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=int, default=1234, help="port (default 1234)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback)")
+    parser.add_argument("--port", type=int, default=1234, help="port")
     parser.add_argument("--max-k", type=int, default=10_000, help="largest num_images allowed")
     parser.add_argument(
         "--allow-private-urls", action="store_true", help="let image_url reach LAN/loopback"
     )
-    parser.set_defaults(run=_run_serve)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from clip_assets.serve import Limits, create_app
-
+def run_serve(args: argparse.Namespace) -> int:
     named = [_split_index(spec) for spec in args.index] + [(d, None) for d in args.dataset]
     if not named:
         raise ValueError("give at least one --index NAME=LOCATION or --dataset NAME")
     names = [name for name, _ in named]
     if len(set(names)) != len(names):
         raise ValueError(f"index names must be unique: {names}")
+    import uvicorn
+
+    from clip_assets.serve import Limits, create_app
+
     with ExitStack() as stack:
         searchers = {}
         for name, location in named:
@@ -185,7 +161,7 @@ def _split_index(spec: str) -> tuple[str, str]:
 def _add_index_source(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("index (one of)")
     group.add_argument("--dataset", help="dataset name in the storage root")
-    group.add_argument("--root", default=default_root(), help="storage root (local or gs://)")
+    group.add_argument("--root", default=storage_root(), help="storage root (local or gs://)")
     group.add_argument("--index-dir", type=Path, help="a local index folder of any layout")
     group.add_argument("--hf-repo", help="a Hugging Face dataset repo id")
     group.add_argument("--revision", help="revision of --hf-repo")
@@ -193,7 +169,8 @@ def _add_index_source(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "query model (default: the index's model.json, else ViT-B-32 laion2b_s34b_b79k)"
+        "query model (default: the index's model.json, "
+        f"else {DEFAULT_MODEL_NAME} {DEFAULT_PRETRAINED})"
     )
     group.add_argument("--model", help="open_clip model name")
     group.add_argument("--pretrained", help="open_clip pretrained tag or weights file; 'none'")
@@ -218,6 +195,8 @@ def _open_searcher(args: argparse.Namespace) -> Iterator[ClipSearcher]:
 @contextmanager
 def _open(source: str | dict[str, str], args: argparse.Namespace) -> Iterator[ClipSearcher]:
     """A searcher for a folder, ``hf:<repo>`` or ``{"dataset", "root"}``, model flags applied."""
+    from clip_assets.search import ClipSearcher
+
     if isinstance(source, dict):
         with _open_dataset(source["dataset"], source["root"]) as searcher:
             yield _with_model_flags(searcher, args)
@@ -230,8 +209,16 @@ def _open(source: str | dict[str, str], args: argparse.Namespace) -> Iterator[Cl
 
 @contextmanager
 def _open_dataset(dataset: str, root: str) -> Iterator[ClipSearcher]:
+    from clip_assets.search import ClipSearcher
+
     if not root.startswith("gs://"):
-        yield ClipSearcher.open(Path(root) / dataset)
+        folder = Path(root) / dataset
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"no index in {folder.resolve()}: no dataset {dataset!r} in that root (give "
+                "--root or $CLIP_ASSETS_ROOT, or build it first with `clip-assets run`)"
+            )
+        yield ClipSearcher.open(folder)
         return
     from clip_assets.search.stored import open_stored
     from resources.storage import storage_for_root
@@ -247,15 +234,3 @@ def _with_model_flags(searcher: ClipSearcher, args: argparse.Namespace) -> ClipS
         model = replace(model, pretrained=pretrained)
     searcher.model = model
     return searcher
-
-
-SUBCOMMANDS: list[Callable[[Any], None]] = [
-    _add_search,
-    _add_serve,
-    pipeline_commands.add_demo,
-    pipeline_commands.add_run,
-    pipeline_commands.add_discover,
-]
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,8 +7,11 @@ same knob (shortest side 256, keep ratio, JPEG quality 95) and are conservative 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
+#: Images files record the settings that made them under this schema metadata key.
+SETTINGS_METADATA_KEY = b"clip_assets.download_settings"
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 HASH_POLICIES = ("flag", "drop", "ignore")
@@ -87,3 +90,13 @@ class DownloadSettings:
 
         contact = f"; +{self.contact_url}" if self.contact_url else ""
         return f"Mozilla/5.0 (compatible; {self.user_agent_token}/{__version__}{contact})"
+
+    def file_metadata(self) -> dict[bytes, bytes]:
+        """Parquet schema metadata recording these settings in the images file they made."""
+        return {SETTINGS_METADATA_KEY: json.dumps(asdict(self), sort_keys=True).encode()}
+
+
+def recorded_settings(schema_metadata: dict[bytes, bytes] | None) -> dict | None:
+    """The settings an images file records (see ``file_metadata``); None for older files."""
+    raw = (schema_metadata or {}).get(SETTINGS_METADATA_KEY)
+    return json.loads(raw) if raw else None

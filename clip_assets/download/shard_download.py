@@ -80,7 +80,7 @@ def download_shard_to_file(
     exist). Memory is bounded by ``row_group_rows`` (see ``WINDOW_GROUPS``), not by the
     partition size.
     """
-    with atomic_parquet(path) as write:
+    with atomic_parquet(path, settings.file_metadata()) as write:
         _download(metadata, settings, write, on_progress, row_group_rows)
 
 
@@ -114,7 +114,7 @@ def retry_failed_to_file(
         if not indices and Path(path).resolve() == Path(previous).resolve():
             return
         batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
-        with atomic_parquet(path) as write:
+        with atomic_parquet(path, settings.file_metadata()) as write:
             _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
 
 

@@ -149,14 +149,18 @@ def _replace(batch: pa.Table, rows: pa.Table, positions: list[int]) -> pa.Table:
 
 
 @contextmanager
-def atomic_parquet(path: Path) -> Iterator[Flush]:
+def atomic_parquet(
+    path: Path, schema_metadata: dict[bytes, bytes] | None = None
+) -> Iterator[Flush]:
     """Yields a function appending IMAGES_SCHEMA tables to a zstd parquet file; it appears at
-    ``path`` only if the block ends normally (the folder must exist)."""
+    ``path`` only if the block ends normally (the folder must exist). ``schema_metadata`` is
+    stored in the file's schema (the settings that made it)."""
     path = Path(path)
+    schema = IMAGES_SCHEMA.with_metadata(schema_metadata) if schema_metadata else IMAGES_SCHEMA
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with pq.ParquetWriter(tmp, IMAGES_SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             yield writer.write_table
         os.replace(tmp, path)
     except BaseException:

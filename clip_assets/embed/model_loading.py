@@ -19,6 +19,7 @@ import torch
 from clip_assets.embed.calibrate import BF16_MIN_COSINE, bf16_agreement, cpu_has_native_bf16
 from clip_assets.embed.checkpoint import is_weights_path, resolve_checkpoint, sha256_file
 from clip_assets.embed.preprocess import Preprocessing
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -41,8 +42,8 @@ class ModelSpec:
     ``num_workers``: threads decoding and resizing upcoming batches while the model runs.
     """
 
-    model_name: str = "ViT-B-32"
-    pretrained: str | None = "laion2b_s34b_b79k"
+    model_name: str = DEFAULT_MODEL_NAME
+    pretrained: str | None = DEFAULT_PRETRAINED
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 256

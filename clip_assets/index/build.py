@@ -20,14 +20,13 @@ import faiss
 import numpy as np
 from autofaiss.metrics.reconstruction import reconstruction_error
 
-from clip_assets.index.factory import METRICS, choose_index_key, create_index, training_size
+from clip_assets.index.index_keys import METRICS, choose_index_key, create_index, training_size
 from clip_assets.index.growth import plan_growth
 from clip_assets.index.index_settings import IndexSettings
-from clip_assets.index.infos import FORMAT, INDEX_NAME, write_infos
+from clip_assets.index.infos import FORMAT, write_infos
 from clip_assets.index.params import param_string
 from clip_assets.index.recall import ExactNeighbors, latency_ms, search_recall
 from clip_assets.index.shards import (
-    SHARD_LIST_NAME,
     EmbeddingShard,
     describe_shards,
     gather_vectors,
@@ -35,6 +34,7 @@ from clip_assets.index.shards import (
     write_shard_list,
 )
 from clip_assets.index.tune import QuerySet, tune_search_params
+from clip_assets.paths import INDEX_NAME, SHARD_LIST_NAME
 
 __all__ = ["EmbeddingShard", "build_index"]
 

@@ -14,8 +14,9 @@ from typing import Literal
 import faiss
 
 from clip_assets.index.index_settings import IndexSettings
-from clip_assets.index.infos import INDEX_NAME, INFOS_NAME, read_infos
-from clip_assets.index.shards import SHARD_LIST_NAME, ShardEntry, read_shard_list
+from clip_assets.index.infos import read_infos
+from clip_assets.index.shards import ShardEntry, read_shard_list
+from clip_assets.paths import INDEX_NAME, INFOS_NAME, SHARD_LIST_NAME
 
 
 @dataclass

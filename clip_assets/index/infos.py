@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-INFOS_NAME = "index_infos.json"
-INDEX_NAME = "faiss"
+from clip_assets.paths import INFOS_NAME
+
 FORMAT = "clip-assets/index-infos/1"
 
 

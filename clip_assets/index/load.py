@@ -6,8 +6,9 @@ from pathlib import Path
 
 import faiss
 
-from clip_assets.index.infos import INDEX_NAME, read_infos
+from clip_assets.index.infos import read_infos
 from clip_assets.index.params import apply_search_params
+from clip_assets.paths import INDEX_NAME
 
 
 def _mmap_flag(index_key: str | None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SHARD_LIST_NAME = "shards.json"
+from clip_assets.paths import SHARD_LIST_NAME
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,14 @@ def write_shard_list(entries: Sequence[ShardEntry], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_shard_list(source: Path | Sequence[ShardEntry] | Sequence[dict]) -> list[ShardEntry]:
-    """Manifest entries from a ``shards.json`` path, an index folder, or already-loaded entries."""
-    if isinstance(source, (str, Path)):
+def read_shard_list(
+    source: bytes | Path | Sequence[ShardEntry] | Sequence[dict],
+) -> list[ShardEntry]:
+    """Shard list entries from ``shards.json`` (its bytes, its path or its index folder) or
+    from already-loaded entries."""
+    if isinstance(source, bytes):
+        raw = json.loads(source)["shards"]
+    elif isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             path = path / SHARD_LIST_NAME
@@ -148,3 +153,10 @@ def read_shard_list(source: Path | Sequence[ShardEntry] | Sequence[dict]) -> lis
             raise ValueError(f"shard list not contiguous at shard {entry.name!r}")
         expected += entry.rows
     return entries
+
+
+def materialized_shards(partition_keys: Iterable[str], stored_keys: Iterable[str]) -> list[str]:
+    """The partition keys, in partition order, that have an embeddings file: what the next
+    index build indexes."""
+    stored = set(stored_keys)
+    return [key for key in sorted(partition_keys) if key in stored]

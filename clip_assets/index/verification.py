@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clip_assets.index.infos import INDEX_NAME, read_infos
+from clip_assets.index.infos import read_infos
 from clip_assets.index.load import open_index
 from clip_assets.index.shards import embedding_dim, embeddings_to_numpy, read_shard_list
+from clip_assets.paths import INDEX_NAME
 
 __all__ = [
     "CheckResult",

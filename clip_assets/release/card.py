@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-if TYPE_CHECKING:
-    from clip_assets.release.release_folder import ReleaseInputs
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
+from clip_assets.release.inputs import ReleaseInputs
 
 FONDANT_REPO = "fondant-ai/datacomp-small-clip"
 _SIZE_BUCKETS = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M"]
@@ -166,8 +166,8 @@ def _lineage(inputs: ReleaseInputs) -> str:
 
 def _usage(inputs: ReleaseInputs) -> str:
     repo = inputs.repo_id or "<repo_id>"
-    model = _model_name(inputs.model) or "ViT-B-32"
-    pretrained = inputs.model.get("pretrained") or "laion2b_s34b_b79k"
+    model = _model_name(inputs.model) or DEFAULT_MODEL_NAME
+    pretrained = inputs.model.get("pretrained") or DEFAULT_PRETRAINED
     return f"""
 ## How to query
 

@@ -1,4 +1,5 @@
-"""Stage the release folder: exactly the files that get uploaded (DESIGN.md, "Release layout").
+"""Write the release folder: exactly the files that get uploaded (docs/architecture.md, "Release
+layout").
 
 Reads the stored embeddings and id_mapping parquet files, ``index_dir/faiss``,
 ``index_dir/index_infos.json`` and (if present) ``index_dir/model.json``. Writes ``out_dir``::
@@ -25,42 +26,16 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import faiss
 
 from clip_assets.release.card import render_card
+from clip_assets.release.inputs import ReleaseInputs
 from clip_assets.release.tables import ReleaseError, count_rows, write_data, write_mappings
 
 #: ~200 MB data files at 512-d float32: big enough for few files, small enough to stream.
 ROWS_PER_FILE = 100_000
-
-
-@dataclass(frozen=True)
-class ReleaseInputs:
-    """Everything a release is made of; the dicts are rendered in the card as given.
-
-    ``model``: ``model_name``, ``pretrained``, ``weights_sha256``, ``precision``, ``device``,
-    ``preprocessing`` (the open_clip transform, as text or a dict).
-    ``download``: ``attempted``, ``ok``, ``success_rate``, ``by_status`` (status -> rows),
-    ``top_reasons`` (reason -> rows), ``resize`` (e.g. ``{"mode": "shortest_side", "size": 256}``).
-    """
-
-    dataset: str
-    source_repo: str | None
-    source_revision: str | None
-    source_files: list[str]
-    index_dir: Path
-    embeddings: list[Path]
-    id_mapping: list[Path]
-    model: dict[str, Any]
-    download: dict[str, Any]
-    code_version: str
-    license: str = "cc-by-4.0"
-    #: The repo the card points users to (``org/name``); the card says ``<repo_id>`` without it.
-    repo_id: str | None = None
 
 
 def write_release_folder(

@@ -15,8 +15,8 @@ from typing import Any
 
 import faiss
 
-from clip_assets.index.infos import INDEX_NAME
 from clip_assets.index.load import open_index
+from clip_assets.paths import INDEX_NAME
 
 LOG = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
-DEFAULT_MODEL_NAME = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 
 
 @dataclass(frozen=True)

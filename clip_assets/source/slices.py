@@ -1,10 +1,11 @@
 """Source files cut into row slices: one slice is one Dagster partition.
 
-**Contract** (DESIGN.md): keys use only ``[A-Za-z0-9._-]``, are stable for a given source file
-and slice, and sort in source order. A key is ``<file stem>-<slice:04d>``, where the stem is
-the file's relative path without ``.parquet`` ("/" becoming "."), other characters becoming
-"_", and each run of 32 or more hex digits (DataComp names files by hash) shortened to its
-first 12, which keeps keys short and, being a prefix, keeps their order.
+**Contract** (docs/architecture.md, "Partitions"): keys use only ``[A-Za-z0-9._-]``, are stable
+for a given source file and slice, and sort in source order. A key is
+``<file stem>-<slice:04d>``, where the stem is the file's relative path without ``.parquet`` ("/"
+becoming "."), other characters becoming "_", and each run of 32 or more hex digits (DataComp
+names files by hash) shortened to its first 12, which keeps keys short and, being a prefix,
+keeps their order.
 """
 
 from __future__ import annotations

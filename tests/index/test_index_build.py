@@ -13,7 +13,7 @@ from conftest import DIM, FAST
 from index_samples import embeddings_table, write_shards
 
 from clip_assets.index import EmbeddingShard, IndexSettings, build_index, open_index
-from clip_assets.index.factory import choose_index_key, create_index
+from clip_assets.index.index_keys import choose_index_key, create_index
 from clip_assets.index.params import apply_search_params
 from clip_assets.index.recall import search_recall
 

@@ -10,7 +10,7 @@ import pytest
 from release_samples import TOKEN, make_inputs
 from stand_ins.hub_server import HubServer
 
-from clip_assets.release.release_folder import ReleaseInputs
+from clip_assets.release.inputs import ReleaseInputs
 
 
 @pytest.fixture(autouse=True)

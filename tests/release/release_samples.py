@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clip_assets.release.release_folder import ReleaseInputs
+from clip_assets.release.inputs import ReleaseInputs
 from clip_assets.schemas import ID_MAPPING_SCHEMA, embeddings_schema
 
 DIM = 32

@@ -15,7 +15,8 @@ import pytest
 from huggingface_hub import DatasetCard, metadata_load
 from release_samples import DIM, ROWS, make_inputs, unit_vectors, write_embeddings
 
-from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
+from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.release_folder import write_release_folder
 from clip_assets.release.tables import ReleaseError
 
 

@@ -14,7 +14,8 @@ from huggingface_hub import HfApi
 from release_samples import TOKEN
 from stand_ins.hub_server import HubServer
 
-from clip_assets.release.release_folder import ReleaseInputs, write_release_folder
+from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.release_folder import write_release_folder
 from clip_assets.release.upload import ReleaseUploadError, upload_release
 
 REPO = "org/tiny-sample-clip"

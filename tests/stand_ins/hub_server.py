@@ -1,5 +1,6 @@
-"""A loopback stand-in for the Hugging Face Hub's repo and commit API (DESIGN.md, "Offline test
-doubles"), driven by the real ``huggingface_hub.HfApi`` with ``HF_HUB_DISABLE_XET=1``.
+"""A loopback stand-in for the Hugging Face Hub's repo and commit API (docs/architecture.md,
+"Offline test doubles"), driven by the real ``huggingface_hub.HfApi`` with
+``HF_HUB_DISABLE_XET=1``.
 
 Speaks: ``POST /api/repos/create``, ``POST /api/validate-yaml``, and for dataset repos
 ``preupload``, ``commit`` (NDJSON: header, file, lfsFile, deletedFile, deletedFolder), ``tree``,

@@ -1,0 +1,54 @@
+"""What every asset of one dataset's graph shares: its spec, partitions and asset keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import AssetKey, DynamicPartitionsDefinition
+
+from clip_assets import __version__
+from clip_assets.graph.partitions import backfill_policy, shard_partitions
+from clip_assets.registry import DatasetSpec
+
+#: The stages of every dataset's graph, in data order (the asset key's last part).
+PARTITIONED_STAGES = ("metadata", "images", "embeddings")
+WHOLE_DATASET_STAGES = ("faiss_index", "id_mapping", "hf_release")
+
+
+@dataclass(frozen=True)
+class DatasetGraph:
+    """One dataset's asset graph: keys ``<ds>/<stage>``, partitions ``<ds>_shards``."""
+
+    spec: DatasetSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def partitions(self) -> DynamicPartitionsDefinition:
+        return shard_partitions(self.spec.name)
+
+    def key(self, stage: str) -> AssetKey:
+        return AssetKey([self.spec.name, stage])
+
+    def keys(self, stages: tuple[str, ...]) -> list[AssetKey]:
+        return [self.key(stage) for stage in stages]
+
+    def partitioned_stage(self, stage: str, upstream: str) -> dict[str, Any]:
+        """``@asset`` arguments of a per-partition stage reading ``upstream``'s partition."""
+        return {
+            **self.whole_stage(stage, [upstream]),
+            "partitions_def": self.partitions,
+            "backfill_policy": backfill_policy(),
+        }
+
+    def whole_stage(self, stage: str, upstream: list[str]) -> dict[str, Any]:
+        """``@asset`` arguments of a stage over the whole dataset."""
+        return {
+            "key": self.key(stage),
+            "deps": [self.key(name) for name in upstream],
+            "group_name": self.spec.name,
+            "code_version": __version__,
+        }

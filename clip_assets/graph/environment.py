@@ -1,0 +1,53 @@
+"""What the code location reads from the environment: the shared resources and the caches.
+
+``CLIP_ASSETS_ROOT`` (storage root, a local folder or ``gs://bucket/prefix``; default
+``data``), ``HF_TOKEN`` (read at run time through ``EnvVar``, never stored in config),
+``CLIP_ASSETS_RELEASE_REPO`` (publish target), ``CLIP_ASSETS_MODEL`` /
+``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``, and
+``CLIP_ASSETS_CACHE`` (local copies of ``gs://`` source files). The dataset registry is found
+through ``CLIP_ASSETS_DATASETS`` (``clip_assets.registry``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import EnvVar
+
+from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
+from clip_assets.paths import storage_root
+from resources.clip_model import ClipModelResource
+from resources.downloader import DownloaderResource
+from resources.hub import HubResource
+from resources.storage import storage_for_root
+
+CACHE_ENV = "CLIP_ASSETS_CACHE"
+TOKEN_ENV = "HF_TOKEN"
+
+
+def _pretrained(value: str) -> str | None:
+    """``none`` names no weights: a ``local-dir:`` model folder carries its own."""
+    return None if value.lower() == "none" else value
+
+
+def default_resources() -> dict[str, object]:
+    """Resources configured from the environment (see the module docstring)."""
+    return {
+        "storage": storage_for_root(storage_root()),
+        "hub": HubResource(
+            token=EnvVar(TOKEN_ENV) if TOKEN_ENV in os.environ else None,
+            release_repo=os.environ.get("CLIP_ASSETS_RELEASE_REPO"),
+        ),
+        "clip_model": ClipModelResource(
+            model_name=os.environ.get("CLIP_ASSETS_MODEL", DEFAULT_MODEL_NAME),
+            pretrained=_pretrained(os.environ.get("CLIP_ASSETS_PRETRAINED", DEFAULT_PRETRAINED)),
+            device=os.environ.get("CLIP_ASSETS_DEVICE", "auto"),
+        ),
+        "downloader": DownloaderResource(),
+    }
+
+
+def cache_dir() -> Path:
+    """Local cache for source files fetched from GCS (the Hub uses its own cache)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "clip-assets")).expanduser()

@@ -1,0 +1,41 @@
+"""``dataset_definitions``: one dataset's whole graph as one ``Definitions``.
+
+The only place a dataset's assets, checks and sensor are assembled. The code location
+(``clip_assets.definitions``) merges one of these per registered dataset with the shared
+resources and the rebuild automation; the driver, the CLI and the tests use it as well.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from clip_assets.assets.embeddings import build_embeddings_asset
+from clip_assets.assets.faiss_index import build_faiss_index_asset
+from clip_assets.assets.hf_release import build_hf_release_asset
+from clip_assets.assets.id_mapping import build_id_mapping_asset
+from clip_assets.assets.images import build_images_asset
+from clip_assets.assets.index_checks import build_index_checks
+from clip_assets.assets.metadata import build_metadata_asset
+from clip_assets.assets.source import build_source_asset
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.discovery_sensor import build_discovery_sensor
+
+#: The asset builders in data order: source -> metadata -> ... -> hf_release.
+ASSET_BUILDERS = (
+    build_source_asset,
+    build_metadata_asset,
+    build_images_asset,
+    build_embeddings_asset,
+    build_faiss_index_asset,
+    build_id_mapping_asset,
+    build_hf_release_asset,
+)
+
+
+def dataset_definitions(graph: DatasetGraph) -> Definitions:
+    """The dataset's source asset, six stage assets, their checks and its discovery sensor."""
+    return Definitions(
+        assets=[build(graph) for build in ASSET_BUILDERS],
+        asset_checks=build_index_checks(graph),
+        sensors=[build_discovery_sensor(graph)],
+    )

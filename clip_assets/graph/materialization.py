@@ -1,0 +1,96 @@
+"""Stage results as Dagster metadata a person reads at a glance and the UI can plot.
+
+Numbers stay numbers (the UI plots a numeric entry across partitions and materializations),
+breakdowns become tables rather than JSON blobs, and long identities are shortened to one line
+(the full identity stays in the stored files). Definitions of the figures live in the assets'
+descriptions, not in every materialization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+_REASONS_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("reason", "string"),
+        TableColumn("rows", "int"),
+        TableColumn("share", "float", description="of the partition's rows"),
+    ]
+)
+
+
+def reasons_table(reasons: Mapping[str, int], rows: int) -> MetadataValue:
+    """Failure reasons, most frequent first, as a table."""
+    records = [
+        TableRecord(
+            {"reason": reason, "rows": count, "share": round(count / rows, 4) if rows else 0.0}
+        )
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1])
+    ]
+    return MetadataValue.table(records, schema=_REASONS_SCHEMA)
+
+
+def images_metadata(summary: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """One images partition: counts, rates and its failure reasons (see download.summary)."""
+    rows = summary["attempted"]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": rows,
+        "ok": summary["ok"],
+        "failed": rows - summary["ok"],
+        "success_rate": round(summary["success_rate"], 4),
+        "bytes": summary["bytes"],
+        "stored_bytes": summary["stored_bytes"],
+        "failure_reasons": reasons_table(summary["reasons"], rows),
+        "path": MetadataValue.path(uri),
+    }
+    if "images_per_s" in summary:
+        metadata["images_per_s"] = round(summary["images_per_s"], 1)
+        metadata["elapsed_s"] = round(summary["elapsed_s"], 2)
+    if summary.get("top_failing_domains"):
+        metadata["top_failing_domains"] = MetadataValue.md(
+            "\n".join(f"- `{host}`: {count}" for host, count in summary["top_failing_domains"])
+        )
+    return metadata
+
+
+def model_line(identity: Mapping[str, Any]) -> str:
+    """``ViT-B-32 / laion2b_s34b_b79k, bf16, weights 1a2b3c4d``: the identity on one line."""
+    name = identity.get("model") or identity.get("model_name") or "?"
+    parts = [f"{name} / {identity.get('pretrained') or 'no tag'}"]
+    if identity.get("precision"):
+        parts.append(str(identity["precision"]))
+    if identity.get("weights_sha256"):
+        parts.append(f"weights {str(identity['weights_sha256'])[:8]}")
+    return ", ".join(parts)
+
+
+def index_metadata(
+    infos: Mapping[str, Any], partitions: int, model: Mapping[str, Any], uri: str
+) -> dict[str, Any]:
+    """The index build: plottable recall, latency, size and build time (index_infos.json)."""
+    k = infos.get("recall_k", 10)
+    recall = infos.get("recall", {})
+    latency = infos.get("latency_ms", {})
+    metadata: dict[str, Any] = {
+        "vectors": infos.get("nb vectors"),
+        "partitions": partitions,
+        "index_key": infos.get("index_key") or "",
+        "mode": infos.get("mode") or "",
+        f"recall@{k}_image": _maybe_round(recall.get("image", {}).get(f"recall@{k}")),
+        f"recall@{k}_text": _maybe_round(recall.get("text", {}).get(f"recall@{k}")),
+        "latency_p50_ms": _maybe_round(latency.get("p50")),
+        "latency_p99_ms": _maybe_round(latency.get("p99")),
+        "index_bytes": infos.get("size in bytes"),
+        "build_s": _maybe_round(infos.get("timings_s", {}).get("total"), 1),
+        "search_params": infos.get("index_param") or "",
+        "model": model_line(model),
+        "path": MetadataValue.path(uri),
+    }
+    return {name: value for name, value in metadata.items() if value is not None}
+
+
+def _maybe_round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
