@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 from autofaiss.metrics.reconstruction import reconstruction_error
 
-from clip_assets.index.index_keys import METRICS, choose_index_key, create_index, training_size
 from clip_assets.index.growth import plan_growth
+from clip_assets.index.index_keys import METRICS, choose_index_key, create_index, training_size
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.infos import FORMAT, write_infos
 from clip_assets.index.params import param_string
