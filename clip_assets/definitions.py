@@ -1,5 +1,5 @@
 """The Dagster code location: one graph per registered dataset, merged with the shared
-resources and the rebuild automation.
+resources.
 
 The registry is read when Dagster loads the location (``defs`` is lazy), not when this module
 is imported, so nothing depends on import order; a reload of the code location picks up a
@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 from dagster import Definitions, definitions
 
-from clip_assets.graph.automation import build_rebuild_sensor
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.environment import default_resources
 from clip_assets.graph.factory import dataset_definitions
@@ -23,11 +22,10 @@ from clip_assets.registry import DatasetSpec, load_registry
 def location_definitions(
     specs: Sequence[DatasetSpec], resources: Mapping[str, object]
 ) -> Definitions:
-    """Every dataset's graph, the rebuild automation over all of them, and ``resources``."""
-    graphs = [DatasetGraph(spec) for spec in specs]
+    """Every dataset's graph, with ``resources``."""
     return Definitions.merge(
-        *(dataset_definitions(graph) for graph in graphs),
-        Definitions(sensors=[build_rebuild_sensor(graphs)], resources=dict(resources)),
+        *(dataset_definitions(DatasetGraph(spec)) for spec in specs),
+        Definitions(resources=dict(resources)),
     )
 
 

@@ -6,8 +6,10 @@ imports: the command line reads the root from here before anything loads."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 ROOT_ENV = "CLIP_ASSETS_ROOT"
+CACHE_ENV = "CLIP_ASSETS_CACHE"
 #: The index file (raw ``faiss.write_index``), as autofaiss and the Fondant release name it.
 INDEX_NAME = "faiss"
 #: autofaiss's fields plus our measurements (``clip_assets.index.infos``).
@@ -25,6 +27,12 @@ def storage_root() -> str:
     """The storage root: ``$CLIP_ASSETS_ROOT`` (a local folder or ``gs://bucket/prefix``),
     else ``./data``."""
     return os.environ.get(ROOT_ENV, "data")
+
+
+def cache_dir() -> Path:
+    """Local cache: copies of ``gs://`` source files, and scratch space when the root is a
+    bucket (``$CLIP_ASSETS_CACHE``, else ``~/.cache/clip-assets``)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "clip-assets")).expanduser()
 
 
 def manifest(ds: str) -> str:
@@ -75,8 +83,9 @@ def id_mapping_dir(ds: str) -> str:
     return f"{ds}/id_mapping"
 
 
-def id_mapping_file(ds: str, number: int) -> str:
-    return f"{id_mapping_dir(ds)}/{number:05d}.parquet"
+def id_mapping_name(number: int) -> str:
+    """The name of the id mapping's ``number``-th file (ids in file order)."""
+    return f"{number:05d}.parquet"
 
 
 def release_dir(ds: str) -> str:

@@ -20,10 +20,16 @@ from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 from dagster_gcp import GCSResource
 from google.cloud import storage as gcs
 from pydantic import Field, PrivateAttr
+
+from clip_assets.paths import cache_dir
+from resources.scratch import owner_tag, remove_orphans, scratch_dir
+
+#: Scratch folders live in this folder of a local root (see ``resources.scratch``).
+SCRATCH_FOLDER = ".scratch"
 
 
 def _check_relative(path: str) -> str:
@@ -79,10 +85,39 @@ class StorageResource(ConfigurableResource, ABC):
     def uri(self, path: str) -> str:
         """A location a person can paste: an absolute local path or a ``gs://`` URL."""
 
+    @abstractmethod
+    def scratch_area(self) -> Path:
+        """The local folder that holds this storage's scratch folders."""
+
+    @abstractmethod
+    def replace_folder(self, local: Path, prefix: str, last: tuple[str, ...] = ()) -> None:
+        """Makes the folder ``prefix`` hold exactly the files of the local folder ``local``.
+
+        Readers see the old folder or the new one, never a mix, where the backend allows
+        (a local root swaps folders by rename); on GCS every file is one atomic upload, the
+        names in ``last`` are uploaded after the others (readers key on them) and files the
+        new folder lacks are deleted afterwards.
+        """
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Removes what runs killed mid-write left behind (see ``resources.scratch``)."""
+        for leftover in self.remove_orphans():
+            context.log.info(f"removed {leftover}, left by a process that is gone")
+
+    def remove_orphans(self) -> list[Path]:
+        """Scratch folders of processes that are gone, removed; returns them."""
+        return remove_orphans(self.scratch_area())
+
+    @contextmanager
+    def scratch(self, label: str) -> Iterator[Path]:
+        """A fresh local folder for work in progress, removed when the block ends."""
+        with scratch_dir(self.scratch_area(), label) as folder:
+            yield folder
+
     def write_table(self, path: str, table: pa.Table) -> None:
         """Writes ``table`` as one parquet file at ``path`` (zstd), atomically."""
-        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
-            local = Path(tmp) / "table.parquet"
+        with self.scratch("table") as tmp:
+            local = tmp / "table.parquet"
             pq.write_table(table, local, compression="zstd")
             self.upload_file(local, path)
 
@@ -96,24 +131,29 @@ class StorageResource(ConfigurableResource, ABC):
         with self.open_read(path) as source:
             return pq.read_schema(source)
 
+    def read_parquet_metadata(self, path: str) -> pq.FileMetaData:
+        """The footer of the parquet file at ``path``: row counts and key-value metadata."""
+        with self.open_read(path) as source:
+            return pq.read_metadata(source)
+
     @contextmanager
     def local_file(self, path: str) -> Iterator[Path]:
         """Yields a local path holding the file at ``path`` for the duration of the block."""
-        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
-            local = Path(tmp) / PurePosixPath(path).name
+        with self.scratch("file") as tmp:
+            local = tmp / PurePosixPath(path).name
             self.download_file(path, local)
             yield local
 
     @contextmanager
     def local_dir(self, prefix: str) -> Iterator[Path]:
         """Yields a local folder holding every file below ``prefix``, same relative layout."""
-        with tempfile.TemporaryDirectory(prefix="clip-assets-") as tmp:
+        with self.scratch("folder") as tmp:
             base = PurePosixPath(_check_relative(prefix))
             for path in self.list(prefix):
-                local = Path(tmp) / PurePosixPath(path).relative_to(base)
+                local = tmp / PurePosixPath(path).relative_to(base)
                 local.parent.mkdir(parents=True, exist_ok=True)
                 self.download_file(path, local)
-            yield Path(tmp)
+            yield tmp
 
 
 class LocalStorage(StorageResource):
@@ -127,7 +167,9 @@ class LocalStorage(StorageResource):
     def write_bytes(self, path: str, data: bytes) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -145,7 +187,9 @@ class LocalStorage(StorageResource):
     def upload_file(self, local: Path, path: str) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
+        )
         os.close(fd)
         try:
             shutil.copyfile(local, tmp)
@@ -177,6 +221,40 @@ class LocalStorage(StorageResource):
 
     def uri(self, path: str) -> str:
         return str(self._path(path))
+
+    def scratch_area(self) -> Path:
+        """``<root>/.scratch``: on the root's own filesystem, so finished work is renamed
+        into place rather than copied."""
+        return Path(self.root).expanduser().resolve() / SCRATCH_FOLDER
+
+    def remove_orphans(self) -> list[Path]:
+        """Also the half-written ``.tmp`` files of writes that were killed."""
+        root = Path(self.root).expanduser().resolve()
+        return remove_orphans(self.scratch_area(), stored=root)
+
+    def replace_folder(self, local: Path, prefix: str, last: tuple[str, ...] = ()) -> None:
+        target = self._path(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        new = _sibling_dir(target, "new")
+        try:
+            if local.stat().st_dev == new.stat().st_dev:
+                # Scratch space is on the root's filesystem: move the finished folder in.
+                os.replace(local, new)
+            else:
+                shutil.copytree(local, new, dirs_exist_ok=True)
+            new.chmod(0o755)
+            old = None
+            if target.exists():
+                old = Path(
+                    tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}old-", dir=target.parent)
+                )
+                os.replace(target, old / target.name)
+            os.replace(new, target)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     @contextmanager
     def local_file(self, path: str) -> Iterator[Path]:
@@ -251,6 +329,23 @@ class GCSStorage(StorageResource):
 
     def uri(self, path: str) -> str:
         return f"gs://{self.bucket}/{self._name(path)}"
+
+    def scratch_area(self) -> Path:
+        """A local folder in the cache (``$CLIP_ASSETS_CACHE/scratch``): a bucket has none."""
+        return cache_dir() / SCRATCH_FOLDER.lstrip(".")
+
+    def replace_folder(self, local: Path, prefix: str, last: tuple[str, ...] = ()) -> None:
+        files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+        for rel in sorted(files, key=lambda rel: rel in last):
+            self.upload_file(local / rel, f"{prefix}/{rel}")
+        wanted = {f"{_check_relative(prefix)}/{rel}" for rel in files}
+        for stale in set(self.list(prefix)) - wanted:
+            self.delete(stale)
+
+
+def _sibling_dir(target: Path, kind: str) -> Path:
+    """An empty hidden folder beside ``target``, named for its owner (``resources.scratch``)."""
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}{kind}-", dir=target.parent))
 
 
 def storage_for_root(root: str) -> StorageResource:

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from dagster import (
+    AssetRecordsFilter,
     AssetSelection,
     DagsterInstance,
     Definitions,
@@ -30,6 +31,7 @@ from clip_assets.offline.sample import SampleSite
 from clip_assets.registry import DatasetSpec
 from clip_assets.search.stored import open_stored
 from resources.clip_model import ClipModelResource
+from resources.downloader import DownloaderResource
 
 
 def dataset_assets(graph: DatasetGraph) -> list:
@@ -245,6 +247,90 @@ def test_retry_failed_only_refetches_transient_failures(built) -> None:
     kept = pc.invert(pc.is_in(before["url"], value_set=retried))
     assert after.filter(kept).equals(before.filter(kept))
     assert after.num_rows == before.num_rows
+
+
+def _latest_metadata(instance: DagsterInstance, key, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    assert records
+    materialization = records[0].asset_materialization
+    assert materialization is not None
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_each_partition_of_a_run_carries_its_own_metadata(built) -> None:
+    graph = DatasetGraph(built["spec"])
+    first, second = built["run"].partitions
+    a = _latest_metadata(built["instance"], graph.key("images"), first)
+    b = _latest_metadata(built["instance"], graph.key("images"), second)
+    images = pq.read_table(built["root"] / "images")
+    per_partition = [
+        pq.read_table(built["root"] / "images" / f"{key}.parquet").num_rows
+        for key in (first, second)
+    ]
+    assert [a["dagster/row_count"], b["dagster/row_count"]] == per_partition
+    assert sum(per_partition) == images.num_rows
+    for metadata in (a, b):
+        assert 0.0 <= metadata["success_rate"] <= 1.0
+        assert "partitions" not in metadata
+    reasons = {r.data["reason"] for r in b["failure_reasons"].records} | {
+        r.data["reason"] for r in a["failure_reasons"].records
+    }
+    assert {"http_404", "timeout"} <= reasons
+
+
+def test_a_complete_partition_is_kept_not_fetched_again(built) -> None:
+    graph = DatasetGraph(built["spec"])
+    key = built["run"].partitions[1]
+    server = built["server"]
+    hits = dict(server.hits)
+    path = built["root"] / "images" / f"{key}.parquet"
+    before = path.read_bytes()
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("images"), graph.key("embeddings")],
+        partition_key=key,
+    )
+    assert result.success
+    assert server.hits == hits
+    assert path.read_bytes() == before
+    assert _latest_metadata(built["instance"], graph.key("images"), key)["kept"] is True
+    assert _latest_metadata(built["instance"], graph.key("embeddings"), key)["kept"] is True
+
+
+def test_changed_output_settings_fetch_the_partition_again(built) -> None:
+    graph = DatasetGraph(built["spec"])
+    key = built["run"].partitions[1]
+    resources = dict(built["resources"])
+    resources["downloader"] = DownloaderResource(
+        **{**resources["downloader"].model_dump(), "image_size": 128}
+    )
+    server = built["server"]
+    hits = dict(server.hits)
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=resources,
+        selection=[graph.key("images")],
+        partition_key=key,
+    )
+    assert result.success
+    assert sum(server.hits.values()) > sum(hits.values())
+    ok = pq.read_table(built["root"] / "images" / f"{key}.parquet").filter(
+        pc.equal(pc.field("status"), "ok")
+    )
+    assert all(min(r["width"], r["height"]) == 128 for r in ok.to_pylist())
+    restored = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("images")],
+        partition_key=key,
+    )
+    assert restored.success
 
 
 def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:

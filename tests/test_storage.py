@@ -56,3 +56,37 @@ def test_failed_local_write_leaves_no_file(tmp_path: Path) -> None:
         storage.write_bytes("ds/a.bin", object())  # type: ignore[arg-type]
     assert storage.read_bytes("ds/a.bin") == b"old"
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["a.bin"]
+
+
+def test_replace_folder_swaps_the_whole_folder(storage: StorageResource, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("faiss", "shards.json", "index_infos.json"):
+        (old / name).write_text(f"old {name}")
+    storage.replace_folder(old, "ds/index")
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in ("faiss", "index_infos.json", "model.json"):
+        (new / name).write_text(f"new {name}")
+    storage.replace_folder(new, "ds/index", last=("index_infos.json",))
+    assert storage.list("ds/index") == [
+        "ds/index/faiss",
+        "ds/index/index_infos.json",
+        "ds/index/model.json",
+    ]
+    assert {storage.read_bytes(p).decode() for p in storage.list("ds/index")} == {
+        "new faiss",
+        "new index_infos.json",
+        "new model.json",
+    }
+
+
+def test_local_replace_folder_leaves_nothing_beside_it(tmp_path: Path) -> None:
+    storage = LocalStorage(root=str(tmp_path / "root"))
+    for version in ("one", "two"):
+        with storage.scratch("index") as work:
+            (work / "faiss").write_text(version)
+            storage.replace_folder(work, "ds/index")
+    assert sorted(p.name for p in (tmp_path / "root" / "ds").iterdir()) == ["index"]
+    assert storage.read_bytes("ds/index/faiss") == b"two"
+    assert list(storage.scratch_area().iterdir()) == []

@@ -7,15 +7,18 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
+from pydantic import Field
 
 from clip_assets import paths
+from clip_assets.download.summary import stored_summary, summarize
 from clip_assets.embed.embed_table import embed_images
-from clip_assets.embed.identity import with_identity
+from clip_assets.embed.identity import made_from, with_identity
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import model_line
 from clip_assets.graph.partition_runs import run_partitions
@@ -24,6 +27,16 @@ from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
 
 VECTORS_CHECK = "finite_unit_vectors"
+
+
+class EmbeddingsConfig(Config):
+    """Run options of the embeddings asset."""
+
+    reembed: bool = Field(
+        default=False,
+        description="Embed again even a partition whose stored embeddings were made by the "
+        "same model from the same ok images (otherwise they are kept).",
+    )
 
 
 def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
@@ -44,7 +57,10 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         ],
     )
     def embeddings(
-        context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource
+        context: AssetExecutionContext,
+        config: EmbeddingsConfig,
+        storage: StorageResource,
+        clip_model: ClipModelResource,
     ) -> MaterializeResult:
         """CLIP image embeddings of the slice's images with status ``ok``.
 
@@ -52,13 +68,35 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``<ds>/embeddings/<partition>.parquet`` (uid, url, embedding[dim]), L2-normalised, rows
         in images order, with the model identity in the file's schema metadata. Guarantees:
         only ``ok`` rows are embedded; every vector is finite and unit-norm, or nothing is
-        written; the model is loaded once for all partitions of the run.
+        written; the model is loaded once for all partitions of the run; stored embeddings
+        made by the same model from the same ok images are kept, not computed again.
         """
         encoder = clip_model.get_encoder()
         checked: dict[str, dict] = {}
 
+        def kept(key: str, images_digest: str | None) -> dict | None:
+            """The stored partition's metadata when it already holds these embeddings."""
+            target = paths.embeddings(ds, key)
+            if config.reembed or not storage.exists(target):
+                return None
+            if not made_from(storage.read_schema(target), encoder.identity, images_digest):
+                return None
+            context.log.info(f"{key}: stored embeddings are this model's, of these images: kept")
+            return {
+                "dagster/row_count": storage.read_parquet_metadata(target).num_rows,
+                "dim": encoder.dim,
+                "model": model_line(encoder.identity),
+                "kept": True,
+                "path": MetadataValue.path(storage.uri(target)),
+            }
+
         def materialize_one(key: str) -> dict:
-            images = storage.read_table(paths.images(ds, key))
+            source = paths.images(ds, key)
+            counts = stored_summary(storage.read_parquet_metadata(source).metadata) or {}
+            images_digest = counts.get("content_sha256")
+            if (existing := kept(key, images_digest)) is not None:
+                return existing
+            images = storage.read_table(source)
             started = time.monotonic()
             table = embed_images(images, encoder, dtype=clip_model.output_dtype)
             elapsed = time.monotonic() - started
@@ -70,13 +108,17 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                     metadata={"check": MetadataValue.json(check)},
                 )
             checked[key] = check
-            storage.write_table(paths.embeddings(ds, key), with_identity(table, encoder.identity))
+            if images_digest is None:  # an images file from before files recorded their counts
+                images_digest = summarize(images)["content_sha256"]
+            stamped = with_identity(table, encoder.identity, images_digest)
+            storage.write_table(paths.embeddings(ds, key), stamped)
             return {
                 "dagster/row_count": table.num_rows,
                 "images_in": images.num_rows,
                 "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else 0.0,
                 "dim": encoder.dim,
                 "model": model_line(encoder.identity),
+                "kept": False,
                 "path": MetadataValue.path(storage.uri(paths.embeddings(ds, key))),
             }
 

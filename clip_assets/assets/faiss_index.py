@@ -1,8 +1,6 @@
 """``<ds>/faiss_index``: one index over every materialised embeddings partition."""
 
 import json
-import tempfile
-from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -68,7 +66,7 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
         settings = settings_from_config(IndexSettings, config)
         with (
             storage.local_dir(paths.embeddings_dir(ds)) as embeddings_dir,
-            tempfile.TemporaryDirectory(prefix="clip-assets-index-") as work,
+            storage.scratch("index") as work,
         ):
             shards = [EmbeddingShard(key, embeddings_dir / f"{key}.parquet") for key in keys]
             try:
@@ -90,16 +88,16 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
             )
             previous = None
             if not config.rebuild and storage.exists(paths.index_file(ds, paths.INDEX_NAME)):
-                previous = Path(work) / "previous"
+                previous = work / "previous"
                 previous.mkdir()
                 for name in paths.INDEX_FILES:
                     if storage.exists(paths.index_file(ds, name)):
                         storage.download_file(paths.index_file(ds, name), previous / name)
-            out = Path(work) / "index"
+            out = work / "index"
             infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
             (out / paths.MODEL_NAME).write_text(json.dumps(model, indent=1, sort_keys=True))
-            for name in paths.INDEX_FILES:
-                storage.upload_file(out / name, paths.index_file(ds, name))
+            # One unit: a reader never sees an index beside another build's shard list.
+            storage.replace_folder(out, paths.index_dir(ds), last=(paths.INFOS_NAME,))
         uri = storage.uri(paths.index_dir(ds))
         return MaterializeResult(metadata=index_metadata(infos, len(keys), model, uri))
 

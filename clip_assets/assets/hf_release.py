@@ -1,8 +1,6 @@
 """``<ds>/hf_release``: the release folder, written to storage and published when configured."""
 
 import json
-import tempfile
-from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
@@ -61,7 +59,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             storage.local_dir(paths.index_dir(ds)) as index_dir,
             storage.local_dir(paths.embeddings_dir(ds)) as embeddings_dir,
             storage.local_dir(paths.id_mapping_dir(ds)) as mapping_dir,
-            tempfile.TemporaryDirectory(prefix="clip-assets-release-") as work,
+            storage.scratch("release") as work,
         ):
             inputs = ReleaseInputs(
                 dataset=ds,
@@ -77,14 +75,8 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 license=hub.license,
                 repo_id=hub.release_repo,
             )
-            out = Path(work) / "release"
+            out = work / "release"
             summary = write_release_folder(inputs, out)
-            written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-            for rel in written:
-                storage.upload_file(out / rel, f"{release_prefix}/{rel}")
-            wanted = {f"{release_prefix}/{rel}" for rel in written}
-            for stale in set(storage.list(release_prefix)) - wanted:
-                storage.delete(stale)
             published = None
             if hub.can_publish:
                 published = upload_release(
@@ -98,9 +90,10 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 context.log.info(f"published {hub.release_repo} at {published.get('commit_oid')}")
             else:
                 context.log.info("no release repo or token configured: folder written only")
+            storage.replace_folder(out, release_prefix, last=("README.md",))
         return MaterializeResult(
             metadata={
-                "files": len(written),
+                "files": len(summary["files"]),
                 "rows": summary.get("rows"),
                 "bytes": summary.get("bytes"),
                 "success_rate": counts["success_rate"],

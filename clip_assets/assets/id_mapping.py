@@ -1,6 +1,7 @@
 """``<ds>/id_mapping``: faiss id -> uid, url, caption, consistent with the index."""
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from clip_assets import paths
@@ -35,20 +36,19 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
         def captions_of(key: str) -> pa.Table:
             return storage.read_table(paths.metadata(ds, key), columns=["uid", "text"])
 
-        written: list[str] = []
-        rows = 0
-        for number, chunk in enumerate(build_id_mapping(shard_list, embeddings_of, captions_of)):
-            path = paths.id_mapping_file(ds, number)
-            storage.write_table(path, chunk)
-            written.append(path)
-            rows += chunk.num_rows
-        for stale in set(storage.list(paths.id_mapping_dir(ds))) - set(written):
-            storage.delete(stale)
-        context.log.info(f"id_mapping: {rows} ids in {len(written)} files")
+        rows = files = 0
+        with storage.scratch("id_mapping") as work:
+            for number, chunk in enumerate(
+                build_id_mapping(shard_list, embeddings_of, captions_of)
+            ):
+                pq.write_table(chunk, work / paths.id_mapping_name(number), compression="zstd")
+                rows, files = rows + chunk.num_rows, files + 1
+            storage.replace_folder(work, paths.id_mapping_dir(ds))
+        context.log.info(f"id_mapping: {rows} ids in {files} files")
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
-                "files": len(written),
+                "files": files,
                 "path": MetadataValue.path(storage.uri(paths.id_mapping_dir(ds))),
             }
         )

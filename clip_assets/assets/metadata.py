@@ -4,7 +4,6 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from clip_assets import paths
 from clip_assets.graph.dataset_graph import DatasetGraph
-from clip_assets.graph.environment import cache_dir
 from clip_assets.graph.partition_runs import run_partitions
 from clip_assets.source.files import SourceFile, fetch_source_file
 from clip_assets.source.reader import read_slice
@@ -37,7 +36,7 @@ def build_metadata_asset(graph: DatasetGraph) -> AssetsDefinition:
                 )
             piece = manifest[key]
             listed = SourceFile(piece.file, piece.version, piece.revision, size=0)
-            local = fetch_source_file(spec, listed, cache_dir(), hub.access())
+            local = fetch_source_file(spec, listed, paths.cache_dir(), hub.access())
             table = read_slice(spec, piece, local)
             storage.write_table(paths.metadata(spec.name, key), table)
             return {

@@ -12,6 +12,22 @@ from dataclasses import asdict, dataclass
 
 #: Images files record the settings that made them under this schema metadata key.
 SETTINGS_METADATA_KEY = b"clip_assets.download_settings"
+#: The settings that decide what an images row holds (its bytes, its status); the others
+#: (concurrency, timeouts, workers...) only decide how fast and how patiently it was fetched.
+OUTPUT_FIELDS = (
+    "max_body_bytes",
+    "max_pixels",
+    "min_image_size",
+    "max_aspect_ratio",
+    "image_size",
+    "resize_mode",
+    "resize_only_if_bigger",
+    "encode_format",
+    "encode_quality",
+    "hash_policy",
+    "respect_opt_out",
+    "blur_faces",
+)
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 HASH_POLICIES = ("flag", "drop", "ignore")
@@ -90,6 +106,10 @@ class DownloadSettings:
 
         contact = f"; +{self.contact_url}" if self.contact_url else ""
         return f"Mozilla/5.0 (compatible; {self.user_agent_token}/{__version__}{contact})"
+
+    def output_settings(self) -> dict:
+        """The values of ``OUTPUT_FIELDS``: equal for two settings that make the same rows."""
+        return {name: getattr(self, name) for name in OUTPUT_FIELDS}
 
     def file_metadata(self) -> dict[bytes, bytes]:
         """Parquet schema metadata recording these settings in the images file they made."""

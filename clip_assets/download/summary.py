@@ -2,11 +2,15 @@
 
 ``summarize`` reads an IMAGES_SCHEMA table (and optionally how long it took) and returns a
 plain JSON-ready dict; ``summarize_file`` returns the same for an images parquet file, reading
-it a row group at a time so a partition's images are never all in memory. Neither writes.
+it a row group at a time so a partition's images are never all in memory. The writer stores
+the same counts in each images file's footer (``summary_metadata``), which ``stored_summary``
+reads back without touching the rows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TOP_DOMAINS = 10
+#: Footer key of the counts an images file holds (see ``writer.atomic_parquet``).
+SUMMARY_KEY = b"clip_assets.summary"
 
 
 def summarize(images: pa.Table, elapsed_s: float | None = None) -> dict:
@@ -25,23 +31,26 @@ def summarize(images: pa.Table, elapsed_s: float | None = None) -> dict:
     ``skipped``, ``success_rate`` (ok / attempted, 0.0 when empty), ``reasons`` (reason ->
     count, every non-ok row), ``bytes`` (downloaded body bytes), ``stored_bytes`` (re-encoded
     image bytes), ``images_per_s`` (ok / elapsed_s, only when ``elapsed_s`` is given) and
-    ``top_failing_domains`` (up to 10 ``[host, failures]`` pairs, most failures first).
+    ``top_failing_domains`` (up to 10 ``[host, failures]`` pairs, most failures first) and
+    ``content_sha256`` (a digest of every row's uid and stored image bytes, in order: what the
+    embeddings stage consumes, so it can tell whether its input changed).
     """
-    counts = _Counts()
+    counts = Counts()
     counts.add(images)
     return counts.summary(elapsed_s)
 
 
 def summarize_file(path: Path, elapsed_s: float | None = None) -> dict:
     """``summarize`` of the images parquet file at ``path``, one row group at a time."""
-    counts = _Counts()
+    counts = Counts()
     with pq.ParquetFile(path) as source:
-        for batch in source.iter_batches(columns=["url", "status", "reason", "bytes", "image"]):
+        columns = ["uid", "url", "status", "reason", "bytes", "image"]
+        for batch in source.iter_batches(columns=columns):
             counts.add(pa.Table.from_batches([batch]))
     return counts.summary(elapsed_s)
 
 
-class _Counts:
+class Counts:
     """Running totals over any number of pieces of one images table."""
 
     def __init__(self) -> None:
@@ -49,9 +58,14 @@ class _Counts:
         self.statuses: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         self.domains: Counter[str] = Counter()
+        self.content = hashlib.sha256()
 
     def add(self, images: pa.Table) -> None:
         self.attempted += images.num_rows
+        # What later stages consume: which uid holds which stored bytes, in order.
+        for uid, image in zip(images["uid"].to_pylist(), images["image"].to_pylist(), strict=True):
+            self.content.update(f"{uid}:{len(image) if image else -1}:".encode())
+            self.content.update(image or b"")
         self.statuses.update(images["status"].to_pylist())
         self.reasons.update(r for r in images["reason"].to_pylist() if r is not None)
         failed_urls = images.filter(pc.equal(images["status"], "failed"))["url"].to_pylist()
@@ -73,11 +87,26 @@ class _Counts:
             "bytes": self.bytes,
             "stored_bytes": self.stored_bytes,
             "top_failing_domains": [[d, n] for d, n in self.domains.most_common(TOP_DOMAINS)],
+            "content_sha256": self.content.hexdigest(),
         }
-        if elapsed_s is not None:
-            summary["elapsed_s"] = elapsed_s
-            summary["images_per_s"] = ok / elapsed_s if elapsed_s > 0 else 0.0
-        return summary
+        return summary if elapsed_s is None else with_elapsed(summary, elapsed_s)
+
+
+def with_elapsed(summary: dict, elapsed_s: float) -> dict:
+    """``summary`` plus ``elapsed_s`` and ``images_per_s`` (ok images over that time)."""
+    rate = summary["ok"] / elapsed_s if elapsed_s > 0 else 0.0
+    return {**summary, "elapsed_s": elapsed_s, "images_per_s": rate}
+
+
+def summary_metadata(summary: dict) -> dict[bytes, bytes]:
+    """Parquet footer metadata holding ``summary``."""
+    return {SUMMARY_KEY: json.dumps(summary, sort_keys=True).encode()}
+
+
+def stored_summary(file_metadata: dict[bytes, bytes] | None) -> dict | None:
+    """The counts an images file's footer holds; None for files written before they did."""
+    raw = (file_metadata or {}).get(SUMMARY_KEY)
+    return json.loads(raw) if raw else None
 
 
 def _host(url: str | None) -> str:

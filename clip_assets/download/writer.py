@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from clip_assets.download.pipeline import Row
 from clip_assets.download.reasons import TRANSIENT_REASONS
+from clip_assets.download.summary import Counts, summary_metadata
 from clip_assets.schemas import IMAGES_SCHEMA
 
 Flush = Callable[[pa.Table], None]
@@ -154,14 +155,23 @@ def atomic_parquet(
 ) -> Iterator[Flush]:
     """Yields a function appending IMAGES_SCHEMA tables to a zstd parquet file; it appears at
     ``path`` only if the block ends normally (the folder must exist). ``schema_metadata`` is
-    stored in the file's schema (the settings that made it)."""
+    stored in the file's schema (the settings that made it); the counts of what was written
+    (``summary.summarize``'s keys) go in the file's footer, so a reader gets them without
+    reading the rows (``summary.stored_summary``)."""
     path = Path(path)
     schema = IMAGES_SCHEMA.with_metadata(schema_metadata) if schema_metadata else IMAGES_SCHEMA
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    counts = Counts()
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            yield writer.write_table
+
+            def write(table: pa.Table) -> None:
+                writer.write_table(table)
+                counts.add(table)
+
+            yield write
+            writer.add_key_value_metadata(summary_metadata(counts.summary(None)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,20 +16,27 @@ through Dagster's own ``build_resources`` before use, never read directly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterInstance, build_resources, materialize
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_resources, materialize
 
 from clip_assets import paths
+from clip_assets.graph.automation import INDEX_BUILD_TAG
 from clip_assets.graph.dataset_graph import (
     PARTITIONED_STAGES,
     WHOLE_DATASET_STAGES,
     DatasetGraph,
 )
-from clip_assets.graph.partitions import PARTITIONS_PER_RUN, contiguous_runs, range_request
+from clip_assets.graph.partitions import (
+    PARTITION_TAG,
+    PARTITIONS_PER_RUN,
+    contiguous_runs,
+    range_request,
+)
 from clip_assets.registry import DatasetSpec
 from clip_assets.source.discover import discover_slices
 from clip_assets.source.files import HubAccess
@@ -39,6 +46,16 @@ from resources.storage import StorageResource
 
 #: Dagster's console logger at INFO: the asset logs (progress, counts) without engine chatter.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+#: Runs that have not finished: another run holding the same work is waited for.
+_UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+#: How often a run waiting for another one looks again.
+_WAIT_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -168,7 +185,9 @@ def run_dataset(
     definitions = dataset_definitions(graph)
     assets = [*definitions.assets, *definitions.asset_checks]
 
-    def run(stages: tuple[str, ...], **options: Any) -> Any:
+    def run(stages: tuple[str, ...], tags: dict[str, str], **options: Any) -> Any:
+        held = tags or {PARTITION_TAG: options["partition_key"]}
+        wait_for_conflicting_runs(instance, held, log)
         return materialize(
             assets,
             instance=instance,
@@ -176,6 +195,7 @@ def run_dataset(
             run_config=QUIET,
             selection=graph.keys(stages),
             raise_on_error=False,
+            tags=tags,
             **options,
         )
 
@@ -183,18 +203,35 @@ def run_dataset(
     ranges = partition_ranges(order, todo, partitions_per_run)
     for first, last in ranges:
         partition_key, tags = range_request(first, last)
-        result = run(PARTITIONED_STAGES, partition_key=partition_key, tags=tags)
+        result = run(PARTITIONED_STAGES, tags, partition_key=partition_key)
         log(f"  partitions {first}..{last}: {'ok' if result.success else 'FAILED'}")
         if not result.success:
             failed.append((first, last))
     whole_error = _whole_dataset_blocker(instance, graph, order)
     if whole_error is None:
-        result = run(WHOLE_DATASET_STAGES)
+        result = run(WHOLE_DATASET_STAGES, {INDEX_BUILD_TAG: spec.name})
         if not result.success:
             whole_error = _first_failure(result)
     label = ", ".join(WHOLE_DATASET_STAGES)
     log(f"  {label}: {'ok' if whole_error is None else 'FAILED: ' + whole_error}")
     return DatasetOutcome(order, len(ranges), failed, whole_error)
+
+
+def wait_for_conflicting_runs(
+    instance: DagsterInstance, tags: Mapping[str, str], log: Callable[[str], None]
+) -> None:
+    """Waits while another unfinished run carries one of ``tags`` (the same partition, range
+    or index build): in-process runs skip the run queue, so they honour its limits here."""
+    while True:
+        holders = [
+            run.run_id
+            for key, value in tags.items()
+            for run in instance.get_runs(RunsFilter(statuses=_UNFINISHED, tags={key: value}))
+        ]
+        if not holders:
+            return
+        log(f"  waiting for run {holders[0]} ({', '.join(f'{k}={v}' for k, v in tags.items())})")
+        time.sleep(_WAIT_POLL_S)
 
 
 def _whole_dataset_blocker(

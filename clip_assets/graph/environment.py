@@ -1,17 +1,16 @@
-"""What the code location reads from the environment: the shared resources and the caches.
+"""What the code location reads from the environment: the shared resources.
 
 ``CLIP_ASSETS_ROOT`` (storage root, a local folder or ``gs://bucket/prefix``; default
 ``data``), ``HF_TOKEN`` (read at run time through ``EnvVar``, never stored in config),
 ``CLIP_ASSETS_RELEASE_REPO`` (publish target), ``CLIP_ASSETS_MODEL`` /
-``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``, and
-``CLIP_ASSETS_CACHE`` (local copies of ``gs://`` source files). The dataset registry is found
-through ``CLIP_ASSETS_DATASETS`` (``clip_assets.registry``).
+``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``;
+read elsewhere: ``CLIP_ASSETS_CACHE`` (``clip_assets.paths.cache_dir``) and
+``CLIP_ASSETS_DATASETS`` (the dataset registry, ``clip_assets.registry``).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from dagster import EnvVar
 
@@ -22,7 +21,6 @@ from resources.downloader import DownloaderResource
 from resources.hub import HubResource
 from resources.storage import storage_for_root
 
-CACHE_ENV = "CLIP_ASSETS_CACHE"
 TOKEN_ENV = "HF_TOKEN"
 
 
@@ -46,8 +44,3 @@ def default_resources() -> dict[str, object]:
         ),
         "downloader": DownloaderResource(),
     }
-
-
-def cache_dir() -> Path:
-    """Local cache for source files fetched from GCS (the Hub uses its own cache)."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "clip-assets")).expanduser()

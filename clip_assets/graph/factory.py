@@ -1,8 +1,9 @@
 """``dataset_definitions``: one dataset's whole graph as one ``Definitions``.
 
-The only place a dataset's assets, checks and sensor are assembled. The code location
+The only place a dataset's assets, checks and sensors are assembled. The code location
 (``clip_assets.definitions``) merges one of these per registered dataset with the shared
-resources and the rebuild automation; the driver, the CLI and the tests use it as well.
+resources; the driver, the CLI and the tests use it as well. The rebuild automation is built
+here too, one sensor per dataset, so each dataset's index builds carry their own run tag.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from clip_assets.assets.images import build_images_asset
 from clip_assets.assets.index_checks import build_index_checks
 from clip_assets.assets.metadata import build_metadata_asset
 from clip_assets.assets.source import build_source_asset
+from clip_assets.graph.automation import build_rebuild_sensor
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.discovery_sensor import build_discovery_sensor
 
@@ -33,9 +35,10 @@ ASSET_BUILDERS = (
 
 
 def dataset_definitions(graph: DatasetGraph) -> Definitions:
-    """The dataset's source asset, six stage assets, their checks and its discovery sensor."""
+    """The dataset's source asset, six stage assets, their checks, its discovery sensor and
+    the automation sensor that rebuilds its index."""
     return Definitions(
         assets=[build(graph) for build in ASSET_BUILDERS],
         asset_checks=build_index_checks(graph),
-        sensors=[build_discovery_sensor(graph)],
+        sensors=[build_discovery_sensor(graph), build_rebuild_sensor(graph)],
     )

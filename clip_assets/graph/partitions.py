@@ -12,6 +12,9 @@ from dagster import BackfillPolicy, DynamicPartitionsDefinition
 
 #: Partitions one backfill run serves: the model and client pools load once per run.
 PARTITIONS_PER_RUN = 16
+#: Dagster's tag of a run over one partition (it sets it itself; the instance limits runs per
+#: value, see dagster.yaml).
+PARTITION_TAG = "dagster/partition"
 #: Dagster's tags for a run over a partition range (what its own multi-run backfills set).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

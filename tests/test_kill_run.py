@@ -1,0 +1,141 @@
+"""A run killed with ``kill -9`` under the real daemon: run monitoring marks it failed, run
+retries start it again, and the retry repeats no finished partition and cleans up after it.
+
+``dagster dev`` with the project's dagster.yaml (run monitoring polled every few seconds), the
+discovery sensor launching the run, a loopback image server whose last partition holds a slow
+image, and the run worker killed while that partition downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from clip_assets.offline import images
+from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
+from clip_assets.offline.image_server import ImageServer, image, slow
+
+REPO = Path(__file__).resolve().parent.parent
+DAGSTER = Path(sys.executable).parent / "dagster"
+ROWS_PER_PARTITION = 4
+
+
+def _wait(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = entry.dagster_event
+        if event and (event.message or "").startswith("Started process for run"):
+            return int(event.engine_event_data.metadata["pid"].value)
+    return None
+
+
+def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_name: str) -> None:
+    routes = {f"/img/{i}.jpg": image(images.jpeg(320, 240, seed=i)) for i in range(7)}
+    # Last row of the second partition: slow enough to kill the run while it downloads.
+    routes["/img/slow.jpg"] = slow(image(images.jpeg(320, 240, seed=99)), 6.0)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = (REPO / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(
+        config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 2")
+    )
+    with ImageServer(routes) as server, socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        rows = [SampleRow(url=server.url(path), text=f"row {path}") for path in sorted(routes)]
+        rows.sort(key=lambda row: row.url.endswith("slow.jpg"))
+        write_datacomp_shard(tmp_path / "source", rows)
+        registry = tmp_path / "datasets.yaml"
+        registry.write_text(
+            f"datasets:\n  - name: killed\n    source: {tmp_path / 'source'}\n"
+            f"    rows_per_partition: {ROWS_PER_PARTITION}\n    allowed_hosts: [127.0.0.1]\n"
+        )
+        env = {
+            **os.environ,
+            "CLIP_ASSETS_DATASETS": str(registry),
+            "CLIP_ASSETS_ROOT": str(tmp_path / "data"),
+            "CLIP_ASSETS_MODEL": tiny_model_name,
+            "CLIP_ASSETS_PRETRAINED": "none",
+            "DAGSTER_HOME": str(home),
+        }
+        dev = subprocess.Popen(
+            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            with DagsterInstance.from_config(str(home)) as instance:
+                images_dir = tmp_path / "data" / "killed" / "images"
+
+                def first_run():
+                    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+                    done = list(images_dir.glob("*-0000.parquet")) if images_dir.exists() else []
+                    return runs[0] if runs and done else None
+
+                run = _wait(first_run, 240, "the sensor's run to finish its first partition")
+                pid = _wait(lambda: _worker_pid(instance, run.run_id), 30, "the worker pid")
+                hits_first = {p: server.hits[p] for p in routes if server.hits[p]}
+                os.kill(pid, signal.SIGKILL)
+
+                failed = _wait(
+                    lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE,
+                    120,
+                    "run monitoring to mark the killed run failed",
+                )
+                assert failed
+                retry = _wait(
+                    lambda: next(
+                        iter(
+                            instance.get_runs(
+                                RunsFilter(tags={"dagster/parent_run_id": run.run_id})
+                            )
+                        ),
+                        None,
+                    ),
+                    120,
+                    "run retries to start the run again",
+                )
+                finished = _wait(
+                    lambda: (
+                        instance.get_run_by_id(retry.run_id).status
+                        in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+                    ),
+                    240,
+                    "the retry to finish",
+                )
+                assert finished
+                assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS
+        finally:
+            os.killpg(dev.pid, signal.SIGTERM)
+            try:
+                dev.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(dev.pid, signal.SIGKILL)
+                dev.wait(timeout=30)
+        first_partition = [row.url.rsplit("/", 1)[1] for row in rows[:ROWS_PER_PARTITION]]
+        for name in first_partition:
+            assert server.hits[f"/img/{name}"] == hits_first[f"/img/{name}"] == 1, name
+        assert server.hits["/img/slow.jpg"] >= 1
+    assert len(list(images_dir.glob("*.parquet"))) == 2
+    assert list((tmp_path / "data" / ".scratch").iterdir()) == []
