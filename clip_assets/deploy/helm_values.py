@@ -81,6 +81,8 @@ class ChartDeployment:
     launcher_context: K8sContainerContext
     #: From the user deployment (``includeConfigInLaunchedRuns``), merged over the base.
     location_context: K8sContainerContext
+    #: The code server's literal environment variables (``env`` entries with a ``value``).
+    env: dict[str, str]
 
     def job_config(self) -> DagsterK8sJobConfig:
         """What ``K8sContainerContext.get_k8s_job_config`` takes from the run launcher, with the
@@ -201,4 +203,5 @@ def chart_deployment(
             if included
             else K8sContainerContext()
         ),
+        env={e["name"]: str(e["value"]) for e in location_context["env"] if "value" in e},
     )

@@ -16,8 +16,10 @@ would receive them.
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import kubernetes.client
 import yaml
@@ -92,3 +94,27 @@ def to_yaml(jobs: Sequence[kubernetes.client.V1Job]) -> str:
     client = kubernetes.client.ApiClient()
     documents = [client.sanitize_for_serialization(job) for job in jobs]
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+@contextmanager
+def code_server_env(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` set in this process, then restored: op tags are computed where the definitions
+    load (the GPU type comes from the environment), so they load as in the code server."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def render_run(load: Callable[[], Definitions], chart: ChartDeployment, run: str) -> str:
+    """The YAML of the Jobs one ``run`` (``partition`` or ``index``) launches, with the
+    definitions ``load`` builds in the code server's environment."""
+    with code_server_env(chart.env):
+        defs = load()
+    return to_yaml(step_jobs(run_job(defs, run_assets(defs, run)), chart))

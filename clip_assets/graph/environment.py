@@ -4,8 +4,10 @@
 ``data``), ``HF_TOKEN`` (read at run time through ``EnvVar``, never stored in config),
 ``CLIP_ASSETS_RELEASE_REPO`` (publish target), ``CLIP_ASSETS_MODEL`` /
 ``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``, and
-``CLIP_ASSETS_CACHE`` (local copies of ``gs://`` source files). The dataset registry is found
-through ``CLIP_ASSETS_DATASETS`` (``clip_assets.registry``).
+``CLIP_ASSETS_CACHE`` (local copies of ``gs://`` source files), and
+``CLIP_ASSETS_DOWNLOAD_WORKERS`` (download processes; unset, one per core; a Kubernetes step
+pod sets it to its CPU request). The dataset registry is found through
+``CLIP_ASSETS_DATASETS`` (``clip_assets.registry``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from dagster import EnvVar
 
+from clip_assets.deploy.step_sizes import download_workers_from_env
 from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 from clip_assets.paths import storage_root
 from resources.clip_model import ClipModelResource
@@ -44,7 +47,7 @@ def default_resources() -> dict[str, object]:
             pretrained=_pretrained(os.environ.get("CLIP_ASSETS_PRETRAINED", DEFAULT_PRETRAINED)),
             device=os.environ.get("CLIP_ASSETS_DEVICE", "auto"),
         ),
-        "downloader": DownloaderResource(),
+        "downloader": DownloaderResource(workers=download_workers_from_env()),
     }
 
 
