@@ -17,6 +17,7 @@ from clip_assets.deploy.step_sizes import (
     k8s_op_tags,
     step_sizes,
 )
+from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, WHOLE_DATASET_STAGES
 from clip_assets.index.index_settings import IndexSettings
 
 ROWS = 50_000
@@ -78,6 +79,11 @@ def test_index_build_gets_the_memory_autofaiss_is_allowed() -> None:
     index = cast_memory_to_bytes(IndexSettings().max_index_memory_usage)
     checks = container("checks").container_config["resources"]["limits"]["memory"]
     assert parse_quantity(checks) > index
+
+
+def test_every_stage_of_the_graph_and_its_checks_have_a_size() -> None:
+    stages = {*PARTITIONED_STAGES, *WHOLE_DATASET_STAGES, "checks"}
+    assert set(step_sizes(ROWS)) == stages
 
 
 def test_unknown_step_is_refused() -> None:
