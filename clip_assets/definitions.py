@@ -4,7 +4,8 @@ resources.
 The registry is read when Dagster loads the location (``defs`` is lazy), not when this module
 is imported, so nothing depends on import order; a reload of the code location picks up a
 registry that changed. Each dataset's graph comes from ``clip_assets.graph.factory``; the
-resources from the environment (``clip_assets.graph.environment``).
+resources from the environment (``clip_assets.graph.environment``), and so does the executor:
+in-process, a process per step, or a Kubernetes pod per step (``CLIP_ASSETS_EXECUTOR``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from dagster import Definitions, definitions
 
+from clip_assets.deploy.executor_choice import executor_from_env
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.environment import default_resources
 from clip_assets.graph.factory import dataset_definitions
@@ -22,10 +24,11 @@ from clip_assets.registry import DatasetSpec, load_registry
 def location_definitions(
     specs: Sequence[DatasetSpec], resources: Mapping[str, object]
 ) -> Definitions:
-    """Every dataset's graph, with ``resources``."""
+    """Every dataset's graph, with ``resources``; runs execute with the executor the
+    environment names (``clip_assets.deploy.executor_choice``)."""
     return Definitions.merge(
         *(dataset_definitions(DatasetGraph(spec)) for spec in specs),
-        Definitions(resources=dict(resources)),
+        Definitions(resources=dict(resources), executor=executor_from_env()),
     )
 
 

@@ -66,3 +66,12 @@ def test_definitions_assemble_graphs_only_through_the_factory() -> None:
     imported = _imports(REPO / "clip_assets" / "definitions.py")
     assert "clip_assets.graph.factory" in imported
     assert not {m for m in imported if m.startswith("clip_assets.assets")}
+
+
+def test_deploy_sizes_pods_without_importing_an_asset() -> None:
+    offenders = {}
+    for path in sorted((REPO / "clip_assets" / "deploy").glob("*.py")):
+        assets = sorted(m for m in _imports(path) if m.startswith("clip_assets.assets"))
+        if assets:
+            offenders[path.name] = assets
+    assert not offenders, offenders

@@ -63,6 +63,11 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
         )
         if not keys:
             raise Failure(description=f"no embeddings partition of {ds} is materialised")
+        if not any(storage.read_parquet_metadata(paths.embeddings(ds, k)).num_rows for k in keys):
+            raise Failure(
+                description=f"the {len(keys)} embeddings partitions of {ds} hold no vectors: "
+                "no image was downloaded (see the images partitions' failure_reasons)"
+            )
         settings = settings_from_config(IndexSettings, config)
         with (
             storage.local_dir(paths.embeddings_dir(ds)) as embeddings_dir,

@@ -39,8 +39,11 @@ def _result(outcome: tuple[bool, dict]) -> AssetCheckResult:
 def build_index_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
     """The blocking checks of one dataset's faiss_index and id_mapping."""
     ds = graph.name
+    tags = graph.op_tags("checks")
 
-    @asset_check(asset=graph.key("faiss_index"), blocking=True, name="size_equals_ok_images")
+    @asset_check(
+        asset=graph.key("faiss_index"), blocking=True, op_tags=tags, name="size_equals_ok_images"
+    )
     def size_equals_ok_images(storage: StorageResource) -> AssetCheckResult:
         """The index holds one vector per ``ok`` image of the partitions it indexed."""
         expected = 0
@@ -51,13 +54,15 @@ def build_index_checks(graph: DatasetGraph) -> list[AssetChecksDefinition]:
         with storage.local_dir(paths.index_dir(ds)) as index_dir:
             return _result(check_index_size(index_dir, expected))
 
-    @asset_check(asset=graph.key("faiss_index"), blocking=True, name="recall_at_10")
+    @asset_check(asset=graph.key("faiss_index"), blocking=True, op_tags=tags, name="recall_at_10")
     def recall_at_10(config: RecallCheckConfig, storage: StorageResource) -> AssetCheckResult:
         """Measured recall@10 against exact search is at or above the threshold."""
         infos = json.loads(storage.read_bytes(paths.index_file(ds, paths.INFOS_NAME)))
         return _result(check_recall(infos, config.threshold))
 
-    @asset_check(asset=graph.key("id_mapping"), blocking=True, name="ids_cover_index_once")
+    @asset_check(
+        asset=graph.key("id_mapping"), blocking=True, op_tags=tags, name="ids_cover_index_once"
+    )
     def ids_cover_index_once(storage: StorageResource) -> AssetCheckResult:
         """Ids 0..n-1 appear once each, in order, and agree with the embeddings at each id."""
         with (

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from clip_assets.cli import pipeline_commands, search_commands
+from clip_assets.cli import k8s_commands, pipeline_commands, search_commands
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,13 @@ COMMANDS: dict[str, Command] = {
         "the instance lacks, in $DAGSTER_HOME's instance.",
         pipeline_commands.add_dataset_arguments,
         pipeline_commands.run_discover,
+    ),
+    "k8s": Command(
+        "review a Kubernetes deployment: `k8s render` prints a run's step pods",
+        "Kubernetes deployment with Dagster's Helm chart (docs/deploy.md). `render` prints the "
+        "Jobs k8s_job_executor would create for each step of one run, built by dagster-k8s.",
+        k8s_commands.add_k8s_arguments,
+        k8s_commands.run_k8s,
     ),
 }
 

@@ -8,6 +8,7 @@ from typing import Any
 from dagster import AssetKey, DynamicPartitionsDefinition
 
 from clip_assets import __version__
+from clip_assets.deploy.step_sizes import accelerator_from_env, k8s_op_tags
 from clip_assets.graph.partitions import backfill_policy, shard_partitions
 from clip_assets.registry import DatasetSpec
 
@@ -36,6 +37,11 @@ class DatasetGraph:
     def keys(self, stages: tuple[str, ...]) -> list[AssetKey]:
         return [self.key(stage) for stage in stages]
 
+    def op_tags(self, step: str) -> dict[str, str]:
+        """The pod size of ``step`` (a stage, or ``checks``) on Kubernetes: read by
+        ``k8s_job_executor``, ignored by the other executors."""
+        return k8s_op_tags(step, self.spec.rows_per_partition, accelerator_from_env())
+
     def partitioned_stage(self, stage: str, upstream: str) -> dict[str, Any]:
         """``@asset`` arguments of a per-partition stage reading ``upstream``'s partition."""
         return {
@@ -51,4 +57,5 @@ class DatasetGraph:
             "deps": [self.key(name) for name in upstream],
             "group_name": self.spec.name,
             "code_version": __version__,
+            "op_tags": self.op_tags(stage),
         }

@@ -207,7 +207,8 @@ def run_dataset(
         log(f"  partitions {first}..{last}: {'ok' if result.success else 'FAILED'}")
         if not result.success:
             failed.append((first, last))
-    whole_error = _whole_dataset_blocker(instance, graph, order)
+    with resolved(resources) as ready:
+        whole_error = _whole_dataset_blocker(ready.storage, spec, order)
     if whole_error is None:
         result = run(WHOLE_DATASET_STAGES, {INDEX_BUILD_TAG: spec.name})
         if not result.success:
@@ -235,20 +236,26 @@ def wait_for_conflicting_runs(
 
 
 def _whole_dataset_blocker(
-    instance: DagsterInstance, graph: DatasetGraph, order: list[str]
+    storage: StorageResource, spec: DatasetSpec, order: list[str]
 ) -> str | None:
     """Why the whole-dataset stages cannot build yet, in words a person can act on."""
     if not order:
         return (
-            f"the source {graph.spec.source} holds no rows: check the folder, the file_glob "
-            "and the url column of the registry entry"
+            f"the source {spec.source} holds no rows: check the folder, the file_glob and the "
+            "url column of the registry entry"
         )
-    embedded = instance.get_materialized_partitions(graph.key("embeddings"))
-    if not embedded.intersection(order):
+    stored = storage.list(paths.embeddings_dir(spec.name))
+    if not stored:
         return (
             "no partition has embeddings: every partition failed (see the partition runs' "
-            "errors above, e.g. the image hosts are unreachable or the model did not load); "
-            "fix the cause and run again, finished work is kept"
+            "errors above, e.g. the model did not load); fix the cause and run again, "
+            "finished work is kept"
+        )
+    if not any(storage.read_parquet_metadata(path).num_rows for path in stored):
+        return (
+            "no image was downloaded: every URL failed (the images partitions' "
+            "failure_reasons say why, e.g. hosts unreachable); fix the cause and run again "
+            "with the images config retry_failed_only to fetch the transient failures"
         )
     return None
 

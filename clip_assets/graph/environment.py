@@ -3,9 +3,11 @@
 ``CLIP_ASSETS_ROOT`` (storage root, a local folder or ``gs://bucket/prefix``; default
 ``data``), ``HF_TOKEN`` (read at run time through ``EnvVar``, never stored in config),
 ``CLIP_ASSETS_RELEASE_REPO`` (publish target), ``CLIP_ASSETS_MODEL`` /
-``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``;
-read elsewhere: ``CLIP_ASSETS_CACHE`` (``clip_assets.paths.cache_dir``) and
-``CLIP_ASSETS_DATASETS`` (the dataset registry, ``clip_assets.registry``).
+``CLIP_ASSETS_PRETRAINED`` (a tag, a weights file, or ``none``) / ``CLIP_ASSETS_DEVICE``,
+``CLIP_ASSETS_DOWNLOAD_WORKERS`` (download processes; unset, one per core; a Kubernetes step
+pod sets it to its CPU request); read elsewhere: ``CLIP_ASSETS_CACHE``
+(``clip_assets.paths.cache_dir``) and ``CLIP_ASSETS_DATASETS`` (the dataset registry,
+``clip_assets.registry``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 
 from dagster import EnvVar
 
+from clip_assets.deploy.step_sizes import download_workers_from_env
 from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 from clip_assets.paths import storage_root
 from resources.clip_model import ClipModelResource
@@ -42,5 +45,5 @@ def default_resources() -> dict[str, object]:
             pretrained=_pretrained(os.environ.get("CLIP_ASSETS_PRETRAINED", DEFAULT_PRETRAINED)),
             device=os.environ.get("CLIP_ASSETS_DEVICE", "auto"),
         ),
-        "downloader": DownloaderResource(),
+        "downloader": DownloaderResource(workers=download_workers_from_env()),
     }
