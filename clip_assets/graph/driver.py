@@ -22,7 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_resources, materialize
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    RunsFilter,
+    build_resources,
+    define_asset_job,
+)
 
 from clip_assets import paths
 from clip_assets.graph.automation import INDEX_BUILD_TAG
@@ -37,6 +44,7 @@ from clip_assets.graph.partitions import (
     contiguous_runs,
     range_request,
 )
+from clip_assets.graph.plain_logger import PLAIN_LOGGERS, PLAIN_RUN_CONFIG
 from clip_assets.registry import DatasetSpec
 from clip_assets.source.discover import discover_slices
 from clip_assets.source.files import HubAccess
@@ -44,8 +52,9 @@ from clip_assets.source.slices import manifest_from_json, manifest_to_json
 from resources.hub import HubResource
 from resources.storage import StorageResource
 
-#: Dagster's console logger at INFO: the asset logs (progress, counts) without engine chatter.
-QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+#: The jobs the driver runs: a partition range's stages, then the whole-dataset stages.
+_PARTITION_JOB = "partition_stages"
+_WHOLE_JOB = "whole_dataset_stages"
 #: Runs that have not finished: another run holding the same work is waited for.
 _UNFINISHED = [
     DagsterRunStatus.QUEUED,
@@ -183,34 +192,40 @@ def run_dataset(
     from clip_assets.graph.factory import dataset_definitions
 
     definitions = dataset_definitions(graph)
-    assets = [*definitions.assets, *definitions.asset_checks]
+    jobs = {
+        name: define_asset_job(name, selection=graph.keys(stages))
+        for name, stages in (
+            (_PARTITION_JOB, PARTITIONED_STAGES),
+            (_WHOLE_JOB, WHOLE_DATASET_STAGES),
+        )
+    }
+    runnable = Definitions.merge(
+        definitions,
+        Definitions(jobs=list(jobs.values()), resources=dict(resources), loggers=PLAIN_LOGGERS),
+    )
 
-    def run(stages: tuple[str, ...], tags: dict[str, str], **options: Any) -> Any:
-        held = tags or {PARTITION_TAG: options["partition_key"]}
-        wait_for_conflicting_runs(instance, held, log)
-        return materialize(
-            assets,
+    def run(job: str, tags: dict[str, str], partition_key: str | None = None) -> Any:
+        wait_for_conflicting_runs(instance, tags or {PARTITION_TAG: str(partition_key)}, log)
+        return runnable.resolve_job_def(job).execute_in_process(
+            run_config=PLAIN_RUN_CONFIG,
             instance=instance,
-            resources=dict(resources),
-            run_config=QUIET,
-            selection=graph.keys(stages),
-            raise_on_error=False,
+            partition_key=partition_key,
             tags=tags,
-            **options,
+            raise_on_error=False,
         )
 
     failed: list[tuple[str, str]] = []
     ranges = partition_ranges(order, todo, partitions_per_run)
     for first, last in ranges:
         partition_key, tags = range_request(first, last)
-        result = run(PARTITIONED_STAGES, tags, partition_key=partition_key)
+        result = run(_PARTITION_JOB, tags, partition_key=partition_key)
         log(f"  partitions {first}..{last}: {'ok' if result.success else 'FAILED'}")
         if not result.success:
             failed.append((first, last))
     with resolved(resources) as ready:
         whole_error = _whole_dataset_blocker(ready.storage, spec, order)
     if whole_error is None:
-        result = run(WHOLE_DATASET_STAGES, {INDEX_BUILD_TAG: spec.name})
+        result = run(_WHOLE_JOB, {INDEX_BUILD_TAG: spec.name})
         if not result.success:
             whole_error = _first_failure(result)
     label = ", ".join(WHOLE_DATASET_STAGES)
