@@ -70,11 +70,12 @@ def refusal(error: Exception) -> ImageRefused:
     if isinstance(error, ImageRefused):
         return error
     if isinstance(error, Image.DecompressionBombError):
-        return ImageRefused(reasons.DECOMPRESSION_BOMB, f"decompression bomb: {error}")
+        message = f"the image is a decompression bomb: {error}"
+        return ImageRefused(reasons.DECOMPRESSION_BOMB, message)
     if isinstance(error, UnidentifiedImageError):
-        return ImageRefused(reasons.NOT_AN_IMAGE, "not an image Pillow can read")
+        return ImageRefused(reasons.NOT_AN_IMAGE, "the bytes are not an image Pillow can read")
     text = str(error) or type(error).__name__
     if isinstance(error, OSError) and ("truncated" in text or "broken data stream" in text):
-        return ImageRefused(reasons.TRUNCATED_IMAGE, f"truncated image: {text}")
+        return ImageRefused(reasons.TRUNCATED_IMAGE, f"the image is truncated: {text}")
     # Untrusted bytes reach a large C decoder: any failure is the image's.
     return ImageRefused(reasons.DECODE_ERROR, f"the image could not be decoded: {text}")
