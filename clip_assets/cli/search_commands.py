@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from clip_assets.cli.tables import print_table
 from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 from clip_assets.paths import storage_root
+from clip_assets.serve.limits import Limits
 
 if TYPE_CHECKING:
     from clip_assets.search import ClipSearcher, SearchResult
@@ -119,7 +120,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=1234, help="port")
     parser.add_argument("--max-k", type=int, default=10_000, help="largest num_images allowed")
     parser.add_argument(
+        "--max-running", type=int, default=Limits.max_running, help="queries run at once"
+    )
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=Limits.max_waiting,
+        help="queries queued beyond those; more are answered 503 with Retry-After",
+    )
+    parser.add_argument(
         "--allow-private-urls", action="store_true", help="let image_url reach LAN/loopback"
+    )
+    parser.add_argument(
+        "--lazy-model",
+        action="store_true",
+        help="load the CLIP model on the first text or image query, not at start-up",
     )
 
 
@@ -130,21 +145,23 @@ def run_serve(args: argparse.Namespace) -> int:
     names = [name for name, _ in named]
     if len(set(names)) != len(names):
         raise ValueError(f"index names must be unique: {names}")
-    import uvicorn
+    from clip_assets.serve import serve
 
-    from clip_assets.serve import Limits, create_app
-
+    limits = Limits(max_k=args.max_k, max_running=args.max_running, max_waiting=args.max_waiting)
     with ExitStack() as stack:
         searchers = {}
         for name, location in named:
             source = {"dataset": name, "root": args.root} if location is None else location
             searchers[name] = stack.enter_context(_open(source, args))
-            print(f"{name}: {len(searchers[name])} vectors, model {searchers[name].model}")
-        app = create_app(
-            searchers, limits=Limits(max_k=args.max_k), allow_private_urls=args.allow_private_urls
+        serve(
+            searchers,
+            host=args.host,
+            port=args.port,
+            limits=limits,
+            allow_private_urls=args.allow_private_urls,
+            load_models=not args.lazy_model,
+            say=lambda line: print(line, flush=True),
         )
-        print(f"search page: http://{args.host}:{args.port}/", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -4,14 +4,14 @@
 encoded image with its sizes or a ``reason`` (``not_an_image``, ``truncated_image``,
 ``decode_error``, ``decompression_bomb``, ``too_small``, ``bad_aspect_ratio``). It never raises
 for bad input. Guarantees: the pixel count is checked from the header before any pixel is
-decoded; JPEGs are decoded at the smallest DCT scale that still covers the output (draft
-mode), then area-averaged down or Lanczos-filtered up; EXIF orientation is applied; the
-output is RGB (alpha composited on white, 16-bit scaled to 8-bit); animated images contribute
-their first frame. Resize modes follow img2dataset: ``no``, ``keep_ratio`` (shortest side =
-image_size), ``keep_ratio_largest`` (longest side = image_size), ``center_crop`` (keep_ratio
-then a centred square), ``border`` (keep_ratio_largest then padded with black to a square);
-with ``resize_only_if_bigger`` an image whose relevant side is already <= image_size is left
-as is.
+decoded (``decode_guard``, shared with the search service); JPEGs are decoded at the smallest
+DCT scale that still covers the output (draft mode), then area-averaged down or
+Lanczos-filtered up; EXIF orientation is applied; the output is RGB (alpha composited on
+white, 16-bit scaled to 8-bit); animated images contribute their first frame. Resize modes
+follow img2dataset: ``no``, ``keep_ratio`` (shortest side = image_size),
+``keep_ratio_largest`` (longest side = image_size), ``center_crop`` (keep_ratio then a
+centred square), ``border`` (keep_ratio_largest then padded with black to a square); with
+``resize_only_if_bigger`` an image whose relevant side is already <= image_size is left as is.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 
 from clip_assets.download import reasons
+from clip_assets.download.decode_guard import open_checked, refusal
 from clip_assets.download.download_settings import DownloadSettings
 
 _SAVE = {"jpg": ("JPEG", {}), "png": ("PNG", {}), "webp": ("WEBP", {})}
@@ -49,25 +50,16 @@ def process(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(body))
+            img = open_checked(body, settings.max_pixels)
             return _process(img, settings, face_bboxes)
-    except Image.DecompressionBombError:
-        return Processed(reason=reasons.DECOMPRESSION_BOMB)
-    except UnidentifiedImageError:
-        return Processed(reason=reasons.NOT_AN_IMAGE)
-    except OSError as exc:
-        truncated = "truncated" in str(exc) or "broken data stream" in str(exc)
-        return Processed(reason=reasons.TRUNCATED_IMAGE if truncated else reasons.DECODE_ERROR)
-    except Exception:  # untrusted bytes reach a large C decoder: any failure is the image's
-        return Processed(reason=reasons.DECODE_ERROR)
+    except Exception as error:  # untrusted bytes reach a large C decoder: any failure is theirs
+        return Processed(reason=refusal(error).reason)
 
 
 def _process(
     img: Image.Image, s: DownloadSettings, face_bboxes: Sequence[Sequence[float]] | None
 ) -> Processed:
     width, height = img.size
-    if width * height > s.max_pixels:
-        return Processed(reason=reasons.DECOMPRESSION_BOMB)
     swapped = img.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS
     ow, oh = (height, width) if swapped else (width, height)
     shaped = Processed(original_width=ow, original_height=oh)

@@ -15,7 +15,7 @@ from typing import Any
 
 import faiss
 
-from clip_assets.index.load import open_index
+from clip_assets.index.load import MMAP_FLAGS, open_index
 from clip_assets.paths import INDEX_NAME
 
 LOG = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def read_index(path: str | Path, *, mmap: bool = True) -> faiss.Index:
         return open_index(path.parent, mmap=mmap)
     if mmap:
         try:
-            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            return faiss.read_index(str(path), MMAP_FLAGS)
         except RuntimeError as error:
             # Some index types cannot be mapped by some faiss builds; a full read still works.
             LOG.info("memory-mapping %s failed (%s); reading it into memory", path, error)

@@ -1,4 +1,8 @@
-"""Fetch a query image from a URL: size-capped, every redirect hop checked.
+"""Fetch a query image from a URL with the downloader's limits.
+
+The fetch is size-capped, every redirect hop is checked, and the whole fetch (every hop, from
+the first connection to the last byte) has a deadline, so a server that drips a byte now and
+then cannot hold a request for longer than ``DownloadSettings.total_timeout_s``.
 
 A search service that fetches any URL it is given can be turned against the network it runs in
 (server-side request forgery). Each hop goes through the downloader's own checks
@@ -18,9 +22,10 @@ import httpcore
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.safety import GuardedBackend, Resolver, Target, parse_url
 
-#: Default cap on a fetched query image.
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_REDIRECTS = 5
+#: The downloader's limits, applied to query images as well.
+DOWNLOAD_LIMITS = DownloadSettings()
+MAX_IMAGE_BYTES = DOWNLOAD_LIMITS.max_body_bytes
+MAX_REDIRECTS = DOWNLOAD_LIMITS.max_redirects
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _HEADERS = [(b"User-Agent", b"clip-assets-search"), (b"Accept", b"image/*")]
@@ -40,10 +45,21 @@ async def fetch_image_async(
     url: str,
     *,
     max_bytes: int = MAX_IMAGE_BYTES,
-    timeout_s: float = 10.0,
+    timeout_s: float = DOWNLOAD_LIMITS.read_timeout_s,
+    deadline_s: float = DOWNLOAD_LIMITS.total_timeout_s,
     allow_private: bool = False,
 ) -> bytes:
-    """The body of ``url``; raises ``FetchError`` for refused, failing or oversize fetches."""
+    """The body of ``url``; raises ``FetchError`` for refused, failing, oversize or overlong
+    fetches. ``timeout_s`` bounds each connect and each silence while reading; ``deadline_s``
+    bounds the whole fetch, redirects included."""
+    fetch = _fetch(url, max_bytes, timeout_s, allow_private)
+    try:
+        return await asyncio.wait_for(fetch, deadline_s)
+    except asyncio.TimeoutError as error:
+        raise FetchError(f"fetching {url} took longer than {deadline_s:g} s") from error
+
+
+async def _fetch(url: str, max_bytes: int, timeout_s: float, allow_private: bool) -> bytes:
     resolver = Resolver(DownloadSettings(allow_private_addresses=allow_private))
     timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)}
     async with httpcore.AsyncConnectionPool(network_backend=GuardedBackend(resolver)) as pool:
@@ -64,6 +80,10 @@ async def fetch_image_async(
                 raise FetchError(
                     f"fetching {url} failed: {error or type(error).__name__}"
                 ) from error
+            except (AttributeError, OSError) as error:
+                # A connection reset between connect and first use surfaces from anyio's
+                # socket wrapper as these rather than as httpcore's errors: still a failed fetch.
+                raise FetchError(f"fetching {url} failed: {type(error).__name__}") from error
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 

@@ -10,19 +10,28 @@ cosine times the stored vector's norm), ranked exactly as Fondant's own index ra
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from clip_assets.download.decode_guard import decode_checked
+from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.search.dedup import first_of_each_group
 from clip_assets.search.index_reader import read_index, similarity
 from clip_assets.search.layout import IndexFiles, download_from_hub, locate
 from clip_assets.search.mapping_reader import IdMapping
 from clip_assets.search.query_model import QueryModel, load_encoder
 
-#: How deep deduplicating searches may look, in multiples of k.
-DEDUP_FETCH_FACTOR = 16
+#: How deep deduplicating searches may refill: in multiples of k, and in all. Grouping costs
+#: candidates squared (4,096 candidates: 17 GFLOP), so past that only k are looked at, which
+#: is exactly clip back's single pass.
+DEDUP_FETCH_FACTOR = 4
+MAX_DEDUP_CANDIDATES = 4_096
+#: Query images are decoded under the downloader's pixel limit.
+MAX_PIXELS = DownloadSettings().max_pixels
 
 
 @dataclass(frozen=True)
@@ -51,13 +60,16 @@ class ClipSearcher:
         model: QueryModel | None = None,
         encoder: Any = None,
         infos: dict[str, Any] | None = None,
+        index_path: Path | None = None,
     ) -> None:
-        """Wrap an open ``index`` and its ``mapping``; ``encoder`` (a ``ClipEncoder``) skips
-        loading ``model``, e.g. to share one encoder between several indices."""
+        """Wrap an open ``index`` (read from ``index_path``, if from a file) and its
+        ``mapping``; ``encoder`` (a ``ClipEncoder``) skips loading ``model``, e.g. to share
+        one encoder between several indices."""
         self.index = index
         self.mapping = mapping
         self.model = model or QueryModel()
         self.infos = infos or {}
+        self.index_path = index_path
         self._encoder = encoder
 
     @classmethod
@@ -107,7 +119,9 @@ class ClipSearcher:
                 f"{files.id_mapping} maps {len(mapping)} ids but the index holds {index.ntotal}"
             )
         chosen = model or QueryModel.from_json(files.read_model())
-        return cls(index, mapping, model=chosen, encoder=encoder, infos=infos)
+        return cls(
+            index, mapping, model=chosen, encoder=encoder, infos=infos, index_path=files.index
+        )
 
     @property
     def dim(self) -> int:
@@ -124,15 +138,24 @@ class ClipSearcher:
             self._encoder = load_encoder(self.model)
         return self._encoder
 
+    @property
+    def encoder_loaded(self) -> bool:
+        """Whether text and image queries can run without loading a model first."""
+        return self._encoder is not None
+
     def search(
         self, embeddings: np.ndarray, k: int = 10, *, deduplicate: bool = False
     ) -> list[list[SearchResult]]:
         """The ``k`` nearest neighbours of each row of ``embeddings`` (shape ``(n, dim)``).
 
-        With ``deduplicate``, a result whose url or uid already appeared higher in the same
-        list is dropped and the list is refilled from further neighbours (looking at most
-        ``DEDUP_FETCH_FACTOR * k`` deep, so a heavily repeated url cannot make one query scan
-        the whole index). Lists are shorter than ``k`` only when the index runs out.
+        With ``deduplicate``, near-duplicates are removed as ``clip back`` removes them (see
+        ``clip_assets.search.dedup``: cosine >= 0.94 between the indexed vectors, the
+        best-ranked of each group kept), and the list is refilled from further neighbours,
+        looking at most ``DEDUP_FETCH_FACTOR * k`` and ``MAX_DEDUP_CANDIDATES`` deep (but
+        always ``k``). An
+        index that cannot give its vectors back (``dedup_method`` "url") drops repeated urls
+        and uids instead. Lists are shorter than ``k`` only when the index (or that depth)
+        runs out.
         """
         queries = self._prepare(embeddings)
         if k < 1:
@@ -140,16 +163,24 @@ class ClipSearcher:
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in queries]
-        deepest = min(len(self), DEDUP_FETCH_FACTOR * k) if deduplicate else k
-        fetch = min(deepest, 2 * k) if deduplicate else k
-        while True:
-            scores, ids = self.index.search(queries, fetch)
-            results = [
-                self._results(s, i, k, deduplicate) for s, i in zip(scores, ids, strict=True)
-            ]
-            if fetch >= deepest or all(len(r) == k for r in results):
-                return results
-            fetch = min(deepest, 4 * fetch)
+        if deduplicate:
+            return [self._unique_neighbours(query, k) for query in queries]
+        scores, ids = self.index.search(queries, k)
+        return [self._results(s, i) for s, i in zip(scores, ids, strict=True)]
+
+    @cached_property
+    def dedup_method(self) -> str:
+        """How ``deduplicate`` tells duplicates: "embedding" (near-duplicate vectors, read back
+        from the index) or "url" where the index cannot reconstruct its vectors (fast-scan
+        codes without a refine stage)."""
+        if len(self) == 0:
+            return "embedding"
+        probe = np.full((1, self.dim), self.dim**-0.5, dtype=np.float32)
+        try:
+            self.index.search_and_reconstruct(probe, 1)
+        except RuntimeError:
+            return "url"
+        return "embedding"
 
     def search_texts(
         self, texts: list[str], k: int = 10, *, deduplicate: bool = False
@@ -162,10 +193,15 @@ class ClipSearcher:
     def search_images(
         self, images: list[bytes], k: int = 10, *, deduplicate: bool = False
     ) -> list[list[SearchResult]]:
-        """Search by encoded image files (JPEG, PNG, WebP... bytes)."""
+        """Search by encoded image files (JPEG, PNG, WebP... bytes); see ``embed_images``."""
         if not images:
             return []
-        return self.search(self.encoder.encode_images(list(images)), k, deduplicate=deduplicate)
+        return self.search(self.embed_images(images), k, deduplicate=deduplicate)
+
+    def embed_images(self, images: list[bytes], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """Query vectors of encoded images, decoded under the downloader's pixel limit
+        (``clip_assets.download.decode_guard``); raises ``ImageRefused`` for bad bytes."""
+        return self.encoder.encode_pil([decode_checked(image, max_pixels) for image in images])
 
     def search_image_urls(
         self,
@@ -202,20 +238,40 @@ class ClipSearcher:
             raise ValueError("a query embedding is all zeros")
         return np.ascontiguousarray(queries / norms)
 
-    def _results(
-        self, scores: np.ndarray, ids: np.ndarray, k: int, deduplicate: bool
-    ) -> list[SearchResult]:
-        found = ids >= 0  # faiss pads with -1 when fewer than ``fetch`` neighbours exist
+    def _unique_neighbours(self, query: np.ndarray, k: int) -> list[SearchResult]:
+        deepest = min(len(self), max(k, min(DEDUP_FETCH_FACTOR * k, MAX_DEDUP_CANDIDATES)))
+        depth = min(deepest, 2 * k)
+        while True:
+            scores, ids, keep = self._candidates(query[None, :], depth)
+            results = self._results(scores[keep][:k], ids[keep][:k])
+            if len(results) == k or depth >= deepest:
+                return results
+            depth = min(deepest, 2 * depth)
+
+    def _candidates(
+        self, query: np.ndarray, depth: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``depth`` nearest (scores, ids) and a mask of the ones deduplication keeps."""
+        if self.dedup_method == "embedding":
+            scores, ids, vectors = self.index.search_and_reconstruct(query, depth)
+            found = ids[0] >= 0  # faiss pads with -1 when fewer neighbours exist
+            return scores[0][found], ids[0][found], first_of_each_group(vectors[0][found])
+        scores, ids = self.index.search(query, depth)
+        found = ids[0] >= 0
+        ids = ids[0][found]
+        seen: set[str] = set()
+        keep = np.zeros(len(ids), dtype=bool)
+        for n, row in enumerate(self.mapping.rows(ids)):
+            keys = {f"url:{row.url}", f"uid:{row.uid}"} - {"url:None", "uid:None"}
+            keep[n] = not keys & seen
+            seen |= keys
+        return scores[0][found], ids, keep
+
+    def _results(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchResult]:
+        found = ids >= 0  # faiss pads with -1 when fewer than ``k`` neighbours exist
         ids, scores = ids[found], similarity(self.index, scores[found])
         rows = self.mapping.rows(ids)
-        results: list[SearchResult] = []
-        seen: set[str] = set()
-        for i, score, row in zip(ids, scores, rows, strict=True):
-            keys = {f"url:{row.url}", f"uid:{row.uid}"} - {"url:None", "uid:None"}
-            if deduplicate and keys & seen:
-                continue
-            seen |= keys
-            results.append(SearchResult(int(i), float(score), row.url, row.uid, row.caption))
-            if len(results) == k:
-                break
-        return results
+        return [
+            SearchResult(int(i), float(score), row.url, row.uid, row.caption)
+            for i, score, row in zip(ids, scores, rows, strict=True)
+        ]

@@ -6,16 +6,22 @@ unchanged):
 - ``POST /knn-service``: neighbours of a text, base64 image, image URL or embedding;
   a JSON array of ``{id, similarity, url, caption}``, best first. As in ``clip back``, up to
   ``num_result_ids`` results come back and only the first ``num_images`` carry url/caption.
+  Options we do not have come back as ``Warning`` headers (see ``knn_request``).
 - ``POST /metadata``: ``{ids, indice_name}`` -> ``[{id, metadata: {url, caption, uid}}]``.
-- ``GET /indices-list``: the index names.
+- ``GET /indices-list``: the index names, exactly as ``clip back`` lists them.
+- ``GET /health``: per index its key, size, recall, model and whether it is memory-mapped
+  (``clip_assets.search.index_summary``), and how many queries run and wait.
 - ``GET /``: a search page (``static/index.html``).
 
-Every refused request gets a 4xx and ``{"error": message}``. Model inference, fetching and
-faiss run off the event loop so one slow query does not stall the others.
+Every refused request gets a 4xx (or 503 when busy) and ``{"error": message}``. The two POST
+routes take turns (``Admission``): at most ``Limits.max_running`` at once, ``max_waiting``
+queued, the rest 503 with ``Retry-After``. Bodies must arrive within ``body_timeout_s``.
+Model inference, decoding, fetching and faiss run off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -29,16 +35,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from clip_assets.download.decode_guard import ImageRefused
+from clip_assets.search.index_summary import summarize
 from clip_assets.search.query_image import FetchError, fetch_image_async
 from clip_assets.search.searcher import ClipSearcher
+from clip_assets.serve.admission import Admission
 from clip_assets.serve.knn_request import (
     ApiError,
     KnnQuery,
-    Limits,
     parse_json,
     parse_knn,
     parse_metadata,
 )
+from clip_assets.serve.limits import Limits
 
 
 class SearchService:
@@ -67,8 +76,8 @@ class SearchService:
             raise ApiError(f"unknown indice_name {name!r}: one of {sorted(self.searchers)}", 404)
         return name, self.searchers[name]
 
-    async def knn(self, query: KnnQuery) -> list[dict[str, Any]]:
-        """Answer a parsed ``/knn-service`` query."""
+    async def knn(self, query: KnnQuery) -> tuple[list[dict[str, Any]], list[str]]:
+        """Answer a parsed ``/knn-service`` query: the results and the notices to send."""
         name, searcher = self.pick(query.indice_name)
         if query.modality == "text":
             raise ApiError(
@@ -88,7 +97,13 @@ class SearchService:
             if rank < query.num_images:
                 item.update(url=result.url, caption=result.caption)
             answer.append(item)
-        return answer
+        notices = list(query.notices)
+        if query.deduplicate and searcher.dedup_method == "url":
+            notices.append(
+                f"index {name!r} cannot give its vectors back, so deduplicate removed "
+                "repeated urls only, not near-duplicate images"
+            )
+        return answer, notices
 
     def metadata(self, ids: list[int], name: str | None) -> list[dict[str, Any]]:
         """Answer ``/metadata``."""
@@ -98,6 +113,16 @@ class SearchService:
         except KeyError as error:
             raise ApiError(str(error.args[0]), 404) from error
         return [{"id": i, "metadata": meta} for i, meta in zip(ids, metas, strict=True)]
+
+    def health(self) -> dict[str, Any]:
+        """Each index's figures (key, size, recall, model) and whether its model is loaded."""
+        return {
+            "status": "ok",
+            "indices": [
+                {**summarize(name, s).to_dict(), "model_loaded": s.encoder_loaded}
+                for name, s in self.searchers.items()
+            ],
+        }
 
     async def _embed(self, searcher: ClipSearcher, query: KnnQuery) -> np.ndarray:
         if query.embedding is not None:
@@ -114,15 +139,17 @@ class SearchService:
         if image is None:
             image = await self._fetch(query.image_url or "")
         try:
-            return await run_in_threadpool(encoder.encode_images, [image])
-        except ValueError as error:  # the encoder's ImageDecodeError
-            raise ApiError(f"the image could not be decoded: {error}") from error
+            return await run_in_threadpool(searcher.embed_images, [image], self.limits.max_pixels)
+        except ImageRefused as error:
+            status = 413 if error.reason == "decompression_bomb" else 400
+            raise ApiError(str(error), status) from error
 
     async def _fetch(self, url: str) -> bytes:
         try:
             return await fetch_image_async(
                 url,
                 max_bytes=self.limits.max_image_bytes,
+                deadline_s=self.limits.fetch_deadline_s,
                 allow_private=self.allow_private_urls,
             )
         except FetchError as error:
@@ -147,39 +174,46 @@ def create_app(
 ) -> Starlette:
     """The Starlette app serving ``searchers`` by name."""
     service = SearchService(searchers, limits, allow_private_urls)
+    bounds = service.limits
+    admission = Admission(bounds.max_running, bounds.max_waiting, bounds.retry_after_s)
     page = resources.files("clip_assets.serve").joinpath("static/index.html").read_text("utf-8")
 
     async def body(request: Request) -> dict[str, Any]:
-        limit = service.limits.max_body_bytes
-        too_big = ApiError(f"request body is over {limit} bytes", 413)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_big
-        # Counted as the bytes arrive: a chunked body declares no length up front.
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise too_big
-        return parse_json(bytes(data), service.limits)
+        try:
+            data = await asyncio.wait_for(_read_body(request, bounds), bounds.body_timeout_s)
+        except asyncio.TimeoutError as error:
+            raise ApiError(
+                f"the request body did not arrive within {bounds.body_timeout_s:g} s", 408
+            ) from error
+        return parse_json(data, bounds)
 
     async def knn_service(request: Request) -> Response:
-        query = parse_knn(await body(request), service.limits)
-        return JSONResponse(await service.knn(query))
+        async with admission.turn():
+            query = parse_knn(await body(request), bounds)
+            answer, notices = await service.knn(query)
+        response = JSONResponse(answer)
+        for notice in notices:
+            response.headers.append("Warning", _warning(notice))
+        return response
 
     async def metadata(request: Request) -> Response:
-        ids, name = parse_metadata(await body(request))
-        return JSONResponse(await run_in_threadpool(service.metadata, ids, name))
+        async with admission.turn():
+            ids, name = parse_metadata(await body(request))
+            return JSONResponse(await run_in_threadpool(service.metadata, ids, name))
 
     async def indices_list(request: Request) -> Response:
         return JSONResponse(list(service.searchers))
+
+    async def health(request: Request) -> Response:
+        report = await run_in_threadpool(service.health)
+        return JSONResponse({**report, "queries": admission.stats()})
 
     async def index_page(request: Request) -> Response:
         return HTMLResponse(page)
 
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
 
     return Starlette(
         routes=[
@@ -187,6 +221,7 @@ def create_app(
             Route("/knn-service", knn_service, methods=["POST"]),
             Route("/metadata", metadata, methods=["POST"]),
             Route("/indices-list", indices_list, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
         ],
         # clip-retrieval's front end is served from another origin and calls us from the browser.
         middleware=[
@@ -195,7 +230,30 @@ def create_app(
                 allow_origins=["*"],
                 allow_methods=["GET", "POST"],
                 allow_headers=["Content-Type"],
+                expose_headers=["Warning", "Retry-After"],
             )
         ],
         exception_handlers={ApiError: api_error},
     )
+
+
+def _warning(notice: str) -> str:
+    """An RFC 7234 ``Warning`` value (code 299: a lasting caveat), ASCII whatever the notice
+    quotes (an index name, say)."""
+    text = notice.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 clip-assets "{escaped}"'
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    too_big = ApiError(f"request body is over {limits.max_body_bytes} bytes", 413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_big
+    # Counted as the bytes arrive: a chunked body declares no length up front.
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limits.max_body_bytes:
+            raise too_big
+    return bytes(data)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clip_assets.offline.image_server import ImageServer, huge, image, redirect, status
+from clip_assets.offline.image_server import ImageServer, drip, huge, image, redirect, status
 from clip_assets.offline.images import jpeg
 from clip_assets.search.query_image import FetchError, fetch_image
 
@@ -24,6 +24,8 @@ def server() -> Iterator[ImageServer]:
         "/big.jpg": huge(3 * 1024 * 1024),
         "/big-unannounced.jpg": huge(3 * 1024 * 1024, announce=False),
         "/gone.jpg": status(404),
+        "/drip.jpg": drip(image(PICTURE), interval_s=0.05, chunk=8),
+        "/drip-redirect": redirect("/drip.jpg"),
     }
     with ImageServer(routes) as srv:
         yield srv
@@ -51,6 +53,14 @@ def test_loopback_is_refused_unless_allowed(server: ImageServer) -> None:
 def test_fetch_failures_say_why(server: ImageServer, path: str, message: str) -> None:
     with pytest.raises(FetchError, match=message):
         fetch_image(server.url(path), allow_private=True, max_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize("path", ["/drip.jpg", "/drip-redirect"])
+def test_a_dripping_server_is_cut_off_at_the_deadline(server: ImageServer, path: str) -> None:
+    """8 bytes every 50 ms never trips the 5 s read timeout; only the total deadline ends it."""
+    with pytest.raises(FetchError, match=r"took longer than 0\.5 s"):
+        fetch_image(server.url(path), allow_private=True, timeout_s=5.0, deadline_s=0.5)
+    assert 0 < server.bytes_sent["/drip.jpg"] < len(PICTURE)
 
 
 def test_bad_schemes_are_refused() -> None:

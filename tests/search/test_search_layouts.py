@@ -51,18 +51,6 @@ def test_clip_back_metadata_row_order_is_the_id(clip_back_dir: Path, vectors: np
     assert (top.id, top.caption, top.uid) == (250, "caption 250", None)
 
 
-def test_deduplicate_drops_repeated_urls_and_refills(storage_dir: Path, vectors: np.ndarray):
-    searcher = ClipSearcher.open(storage_dir)
-    # Rows 0 and 1 share a url; a query between them ranks both on top.
-    query = vectors[0] + vectors[1]
-    plain = searcher.search(query, k=4)[0]
-    assert {plain[0].id, plain[1].id} == {0, 1}
-    unique = searcher.search(query, k=4, deduplicate=True)[0]
-    assert len(unique) == 4
-    assert len({r.url for r in unique}) == 4
-    assert [r.id for r in unique] == [plain[0].id, *[r.id for r in plain[2:]], unique[-1].id]
-
-
 def test_query_is_normalised_and_k_is_capped(clip_back_dir: Path, vectors: np.ndarray) -> None:
     searcher = ClipSearcher.open(clip_back_dir)  # exact (Flat): every vector is reachable
     top = searcher.search(5 * vectors[9], k=1)[0][0]

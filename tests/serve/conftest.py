@@ -4,9 +4,6 @@ into a faiss index in our storage layout, and the service running on a real sock
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,24 +12,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
+from gallery_pictures import N_IMAGES, RECALL, picture
+from live_server import served
 from starlette.applications import Starlette
 
 from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.embed.model_loading import ModelSpec
 from clip_assets.offline.image_server import ImageServer, huge, image
-from clip_assets.offline.images import jpeg
 from clip_assets.offline.weights import install_tiny_model
 from clip_assets.schemas import ID_MAPPING_SCHEMA
 from clip_assets.search import ClipSearcher
 from clip_assets.serve import create_app
-
-N_IMAGES = 24
-
-
-def picture(i: int) -> bytes:
-    """Gallery image ``i``: 160x120 JPEG, different shapes and colours per ``i``."""
-    return jpeg(160, 120, seed=i)
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +59,16 @@ def gallery(
     encoder: ClipEncoder,
     tiny_model: str,
 ) -> Path:
-    """``<root>/gallery`` in our storage layout, with ``model.json`` naming the tiny model."""
+    """``<root>/gallery`` in our storage layout, with ``model.json`` naming the tiny model and
+    ``index_infos.json`` its key and recall."""
     ds = tmp_path_factory.mktemp("storage") / "gallery"
     (ds / "index").mkdir(parents=True)
     vectors = encoder.encode_images([picture(i) for i in range(N_IMAGES)])
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     faiss.write_index(index, str(ds / "index" / "faiss"))
+    infos = {"index_key": "Flat", "recall_k": 10, "recall": RECALL}
+    (ds / "index" / "index_infos.json").write_text(json.dumps(infos))
     model = {"model_name": tiny_model, "pretrained": None, "dim": int(vectors.shape[1])}
     (ds / "index" / "model.json").write_text(json.dumps(model))
     mapping = {
@@ -114,17 +107,5 @@ def app(searchers: dict[str, ClipSearcher]) -> Starlette:
 @pytest.fixture(scope="session")
 def live_url(app: Starlette) -> Iterator[str]:
     """The app served by uvicorn on a free 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(app) as url:
+        yield url

@@ -126,6 +126,15 @@ def test_serve_answers_on_loopback(gallery: Path, vectors: np.ndarray, tmp_path:
                 assert time.monotonic() < deadline, "serve did not start in 60 s"
                 time.sleep(0.2)
         assert names == ["pics", "gallery"]
+        # The model loaded (and said so) before the port opened: nothing left for a query.
+        said = (tmp_path / "serve.log").read_text().splitlines()
+        loaded = [line for line in said if line.startswith("model ") and " loaded on cpu " in line]
+        assert len(loaded) == 1, said  # both names serve the same folder: one model
+        assert said.index(loaded[0]) < said.index(f"search page: http://127.0.0.1:{port}/")
+        pics = next(line for line in said if line.startswith("pics: "))
+        assert pics.startswith("pics: 24 vectors of 512, Flat, recall@10 0.975 image / 0.925 text")
+        health = requests.get(f"{base}/health", timeout=10).json()
+        assert [i["model_loaded"] for i in health["indices"]] == [True, True]
         body = json.dumps({"embedding_input": vectors[6].tolist(), "indice_name": "pics"})
         results = requests.post(f"{base}/knn-service", data=body, timeout=10).json()
         assert results[0]["id"] == 6
