@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
@@ -27,13 +26,38 @@ def _run(tmp_path: Path, registry: str, *args: str, **env: str) -> subprocess.Co
     )
 
 
+def _heavy_imports_after(argv: list[str], env: dict[str, str]) -> tuple[int, str, set[str]]:
+    """Runs the CLI on ``argv`` in a fresh interpreter; returns its status, its stderr and
+    which heavy libraries (model, index, orchestration) it had imported by the end."""
+    code = (
+        "import sys; from clip_assets.cli import main; rc = main(sys.argv[1:]); "
+        "heavy = ('torch', 'open_clip', 'faiss', 'dagster'); "
+        "print(','.join(m for m in heavy if m in sys.modules)); sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    return result.returncode, result.stderr, set(filter(None, result.stdout.strip().split(",")))
+
+
 def test_an_unknown_dataset_is_named_before_anything_loads(tmp_path: Path) -> None:
-    started = time.monotonic()
-    result = _run(tmp_path, "datasets: []\n", "run", "--dataset", "nope")
-    assert time.monotonic() - started < 10
-    assert result.returncode == 1
-    assert "unknown dataset 'nope'" in result.stderr and "datacomp_small" in result.stderr
-    assert "Traceback" not in result.stderr
+    (tmp_path / "datasets.yaml").write_text("datasets: []\n")
+    env = {**os.environ, "CLIP_ASSETS_DATASETS": str(tmp_path / "datasets.yaml")}
+    status, stderr, heavy = _heavy_imports_after(["run", "--dataset", "nope"], env)
+    assert status == 1
+    assert "unknown dataset 'nope'" in stderr and "datacomp_small" in stderr
+    assert "Traceback" not in stderr
+    assert heavy == set()
+
+
+def test_an_unreadable_query_image_is_named_before_any_model_loads(tmp_path: Path) -> None:
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("<html>not a picture</html>")
+    argv = ["search", "--index-dir", str(tmp_path / "no-index"), "--image", str(bad)]
+    status, stderr, heavy = _heavy_imports_after(argv, dict(os.environ))
+    assert status == 1
+    assert "holiday.jpg" in stderr and "Traceback" not in stderr
+    assert not heavy & {"torch", "open_clip", "faiss"}
 
 
 def test_an_empty_source_says_so(tmp_path: Path) -> None:

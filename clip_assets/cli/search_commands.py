@@ -51,8 +51,8 @@ def run_search(args: argparse.Namespace) -> int:
         )
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, not {args.k}")
-    # Read the query files first: an unreadable image fails before any model loads.
-    images = [path.read_bytes() for path in args.image or []]
+    # Read and check the query files first: an unreadable image fails before any model loads.
+    images = [_read_image(path) for path in args.image or []]
     vectors = _read_embeddings(args.embedding) if args.embedding is not None else None
     with _open_searcher(args) as searcher:
         options = {"deduplicate": args.dedup}
@@ -71,6 +71,20 @@ def run_search(args: argparse.Namespace) -> int:
             results = searcher.search(vectors, args.k, **options)
     _print_results(labels, results, as_json=args.json)
     return 0
+
+
+def _read_image(path: Path) -> bytes:
+    """The bytes of an image file, refused (naming the file) unless they decode within the
+    downloader's pixel limit."""
+    from clip_assets.download.decode_guard import ImageRefused, decode_checked
+    from clip_assets.download.download_settings import DownloadSettings
+
+    data = path.read_bytes()
+    try:
+        decode_checked(data, DownloadSettings().max_pixels)
+    except ImageRefused as error:
+        raise ValueError(f"{path}: {error}") from error
+    return data
 
 
 def _read_embeddings(path: Path) -> Any:
