@@ -56,6 +56,13 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``shards.json`` (partition order and row counts: the id assignment) and ``model.json``.
         Guarantees: faiss id = position in partition order, then row order; one model made
         every indexed vector.
+
+        Figures in each materialization: ``recall@10_image`` is the share of the exact 10
+        nearest neighbours (a flat search over every indexed vector) that the index returns
+        for held-out image embeddings, averaged over queries; ``recall@10_text`` is the same
+        for caption embeddings, the text-to-image search users run; ``latency_p50_ms`` and
+        ``latency_p99_ms`` time one query at a time, as a service answers them; ``index_bytes``
+        is the index file; ``build_s`` the whole build, training and tuning included.
         """
         stored = [paths.key_of(p) for p in storage.list(paths.embeddings_dir(ds))]
         keys = materialized_shards(
