@@ -5,13 +5,14 @@ Every asset reads and writes through a :class:`StorageResource` with paths relat
 never knows which backend holds the bytes. Writes are atomic on both backends: a local write
 goes to a temporary file in the same folder and is renamed over the target; a GCS write is one
 object upload, which GCS publishes whole or not at all. Readers never see half a file.
+Local files get the mode the umask gives (0666 less the umask), so another user can read
+a shared store when the umask allows it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from dagster_gcp import GCSResource
 from google.cloud import storage as gcs
 from pydantic import Field, PrivateAttr
 
+from clip_assets.atomic_files import TEMP_SUFFIX, replacing, unique_dir
 from clip_assets.paths import cache_dir
 from resources.scratch import owner_tag, remove_orphans, scratch_dir
 
@@ -167,16 +169,8 @@ class LocalStorage(StorageResource):
     def write_bytes(self, path: str, data: bytes) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(target, owner_tag()) as tmp:
+            tmp.write_bytes(data)
 
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
@@ -187,16 +181,8 @@ class LocalStorage(StorageResource):
     def upload_file(self, local: Path, path: str) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
-        )
-        os.close(fd)
-        try:
+        with replacing(target, owner_tag()) as tmp:
             shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def download_file(self, path: str, local: Path) -> None:
         shutil.copyfile(self._path(path), local)
@@ -213,7 +199,7 @@ class LocalStorage(StorageResource):
             p.relative_to(root).as_posix()
             for p in folder.rglob("*")
             # Temporary files of writes in flight are not files of the store yet.
-            if p.is_file() and not p.name.endswith(".tmp")
+            if p.is_file() and not p.name.endswith(TEMP_SUFFIX)
         )
 
     def delete(self, path: str) -> None:
@@ -242,12 +228,9 @@ class LocalStorage(StorageResource):
                 os.replace(local, new)
             else:
                 shutil.copytree(local, new, dirs_exist_ok=True)
-            new.chmod(0o755)
             old = None
             if target.exists():
-                old = Path(
-                    tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}old-", dir=target.parent)
-                )
+                old = _sibling_dir(target, "old")
                 os.replace(target, old / target.name)
             os.replace(new, target)
         except BaseException:
@@ -344,8 +327,9 @@ class GCSStorage(StorageResource):
 
 
 def _sibling_dir(target: Path, kind: str) -> Path:
-    """An empty hidden folder beside ``target``, named for its owner (``resources.scratch``)."""
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}{kind}-", dir=target.parent))
+    """An empty hidden folder beside ``target``, named for its owner (``resources.scratch``),
+    with the mode the umask gives."""
+    return unique_dir(target.parent, f".{target.name}{owner_tag()}{kind}-")
 
 
 def storage_for_root(root: str) -> StorageResource:
