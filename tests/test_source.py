@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clip_assets.offline.datacomp import SampleRow, datacomp_uid, write_datacomp_shard
-from clip_assets.registry import DatasetSpec, find_dataset, load_registry
+from clip_assets.registry import DatasetSpec
 from clip_assets.schemas import METADATA_SCHEMA
 from clip_assets.source.discover import discover_slices
 from clip_assets.source.files import fetch_source_file, list_source_files
@@ -100,22 +100,6 @@ def test_missing_url_column_is_a_clear_error(tmp_path: Path) -> None:
     piece = next(iter(discover_slices(spec, {}).manifest.values()))
     with pytest.raises(KeyError, match="no url column 'URL'"):
         read_slice(spec, piece, tmp_path / piece.file)
-
-
-def test_registry_has_datacomp_and_reads_a_file(tmp_path: Path) -> None:
-    registry = tmp_path / "datasets.yaml"
-    registry.write_text(
-        "datasets:\n  - name: mine\n    source: /srv/data\n    url_column: URL\n"
-        "    allowed_hosts: [127.0.0.1]\n"
-    )
-    specs = {s.name: s for s in load_registry(registry)}
-    assert specs["datacomp_small"].hub_repo == "mlfoundations/datacomp_small"
-    assert specs["mine"].allowed_hosts == ("127.0.0.1",)
-    with pytest.raises(KeyError, match="registered"):
-        find_dataset("nope", registry)
-    registry.write_text("datasets:\n  - name: bad\n    source: x\n    colour: red\n")
-    with pytest.raises(ValueError, match="colour"):
-        load_registry(registry)
 
 
 def test_gcs_source_lists_counts_and_fetches(
