@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
-from clip_assets.redaction import normalise_secret
+from clip_assets.redaction import normalise_secret, protect_logs
 from clip_assets.source.files import HubAccess
 
 
@@ -18,7 +18,9 @@ class HubResource(ConfigurableResource):
     (secret files end in a newline) and never logged.
     """
 
-    token: str | None = Field(default=None, description="Hub token, from EnvVar('HF_TOKEN').")
+    token: str | None = Field(
+        default=None, repr=False, description="Hub token, from EnvVar('HF_TOKEN')."
+    )
     release_repo: str | None = Field(
         default=None, description="Dataset repo id to publish to, e.g. 'me/datacomp-small-clip'."
     )
@@ -31,7 +33,9 @@ class HubResource(ConfigurableResource):
     def _strip_token(cls, token: str | None) -> str | None:
         # Dagster validates again with the EnvVar's value at run time, so the value a run
         # sees is stripped too: a secret file's trailing newline never reaches a header.
-        return normalise_secret(token)
+        token = normalise_secret(token)
+        protect_logs(token)
+        return token
 
     def access(self) -> HubAccess:
         """Token and endpoint for reading sources from the Hub."""

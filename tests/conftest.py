@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from gcp_storage_emulator.server import create_server
 
@@ -17,6 +18,17 @@ from resources.clip_model import ClipModelResource
 from resources.downloader import DownloaderResource
 from resources.hub import HubResource
 from resources.storage import LocalStorage
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hub_client_stays_on_loopback() -> Iterator[None]:
+    """huggingface_hub builds its user agent with a harness registry fetched from
+    huggingface.co whatever endpoint a client is given; with telemetry off it does not, so
+    the tests reach only loopback addresses."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        yield
 
 
 @pytest.fixture(scope="session")

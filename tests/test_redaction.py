@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from clip_assets.redaction import normalise_secret, scrub, scrubbed_errors
+from clip_assets.redaction import normalise_secret, protect_logs, scrub, scrubbed_errors
 from clip_assets.source.files import HubAccess
 from resources.hub import HubResource
 
@@ -60,3 +61,19 @@ def test_scrubbed_errors_drop_the_chain_only_when_a_secret_could_be_in_it() -> N
     with pytest.raises(RuntimeError) as info, scrubbed_errors([None], "listing"):
         raise ValueError("no secret here")
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_protected_secret_is_scrubbed_from_every_log_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "hf_logged_canary_0123\n"
+    protect_logs(secret)
+    caplog.set_level(logging.DEBUG)
+    child = logging.getLogger("some_library.http11.deep")
+    child.debug("send_request_headers.failed %r", f"Bearer {secret}")
+    try:
+        raise ValueError(f"header {secret.encode()!r}")
+    except ValueError:
+        child.exception("failed")
+    assert "hf_logged_canary" not in caplog.text
+    assert caplog.text.count("***") == 2

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-from clip_assets.redaction import normalise_secret, scrubbed_errors
+from clip_assets.redaction import normalise_secret, protect_logs, scrubbed_errors
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def upload_release(
     """
     folder = Path(folder)
     secret = normalise_secret(token)
+    protect_logs(token)
     if not secret:
         raise ReleaseUploadError("no Hugging Face token given")
     with scrubbed_errors(

@@ -28,7 +28,7 @@ from google.cloud import storage as gcs
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 
 from clip_assets.atomic_files import replacing
-from clip_assets.redaction import normalise_secret, scrubbed_errors
+from clip_assets.redaction import normalise_secret, protect_logs, scrubbed_errors
 from clip_assets.registry import DatasetSpec
 
 _CHUNK = 1 << 20
@@ -46,6 +46,7 @@ class HubAccess:
         # A token read from a secret file ends in a newline: an illegal header value whose
         # error would quote it.
         object.__setattr__(self, "token", normalise_secret(self.token))
+        protect_logs(self.token)
 
     def __repr__(self) -> str:
         return f"HubAccess(token={'***' if self.token else None}, endpoint={self.endpoint!r})"
