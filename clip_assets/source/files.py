@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from dagster_gcp import GCSResource
 from google.cloud import storage as gcs
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 
@@ -99,7 +98,7 @@ def _gcs_blob(spec: DatasetSpec, file: SourceFile) -> gcs.Blob:
     """The GCS object holding ``file`` of a ``gs://`` source."""
     bucket_name, prefix = _gcs_location(spec.source)
     name = f"{prefix}/{file.path}" if prefix else file.path
-    return GCSResource().get_client().bucket(bucket_name).blob(name)
+    return gcs.Client().bucket(bucket_name).blob(name)
 
 
 def source_uri(spec: DatasetSpec, path: str) -> str:
@@ -139,7 +138,7 @@ def _hub_files(spec: DatasetSpec, repo: str, hub: HubAccess) -> list[SourceFile]
 
 def _gcs_files(spec: DatasetSpec) -> list[SourceFile]:
     bucket_name, prefix = _gcs_location(spec.source)
-    client = GCSResource().get_client()
+    client = gcs.Client()
     files = []
     for blob in client.list_blobs(bucket_name, prefix=f"{prefix}/" if prefix else None):
         rel = blob.name[len(prefix) + 1 :] if prefix else blob.name
