@@ -9,8 +9,11 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from gcp_storage_emulator.server import create_server
 
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.factory import dataset_definitions
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite, sample_site
 from clip_assets.offline.weights import install_tiny_model
@@ -70,6 +73,30 @@ def site() -> SampleSite:
 def image_server(site: SampleSite) -> Iterator[ImageServer]:
     with ImageServer(site.routes) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def materialize_stages():
+    """Runs stages of a dataset's graph as the code location defines them, in ``instance``,
+    without raising on a failed step: ``run(graph, instance, resources, stages, partition)``."""
+    return materialize_graph_stages
+
+
+def materialize_graph_stages(
+    graph: DatasetGraph,
+    instance: DagsterInstance,
+    resources: dict[str, object],
+    stages: tuple[str, ...],
+    partition: str | None = None,
+) -> ExecuteInProcessResult:
+    return materialize(
+        list(dataset_definitions(graph).assets),
+        instance=instance,
+        resources=resources,
+        selection=graph.keys(stages),
+        partition_key=partition,
+        raise_on_error=False,
+    )
 
 
 @pytest.fixture(scope="session")

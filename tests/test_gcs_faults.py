@@ -12,13 +12,12 @@ from pathlib import Path
 import faiss
 import pyarrow as pa
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 from stand_ins.gcs_outage import StoppableGcs
 
 from clip_assets import paths
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.discovery import plan_partitions
-from clip_assets.definitions import dataset_assets
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.driver import plan_partitions
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import sample_site
@@ -47,7 +46,7 @@ def step_errors(result) -> str:
 
 
 def test_uploads_cut_by_a_stopped_server_fail_clearly_and_a_rerun_completes(
-    tmp_path: Path, gcs: StoppableGcs, tiny_model_name: str, make_resources
+    tmp_path: Path, gcs: StoppableGcs, tiny_model_name: str, make_resources, materialize_stages
 ) -> None:
     site = sample_site(good=10)
     with ImageServer(site.routes) as image_server:
@@ -67,17 +66,9 @@ def test_uploads_cut_by_a_stopped_server_fail_clearly_and_a_rerun_completes(
         plan = plan_partitions(spec, storage, [], HubAccess())
         instance.add_dynamic_partitions(graph.partitions.name, plan.add)
         first, second = plan.add
-        assets = dataset_assets(graph)
 
         def run(stages: tuple[str, ...], partition: str | None = None):
-            return materialize(
-                assets,
-                instance=instance,
-                resources=resources,
-                selection=[graph.key(stage) for stage in stages],
-                partition_key=partition,
-                raise_on_error=False,
-            )
+            return materialize_stages(graph, instance, resources, stages, partition)
 
         # 1. The server stops while the first partition's images file is being uploaded.
         images_path = paths.images(spec.name, first)

@@ -18,18 +18,16 @@ from urllib.parse import quote
 
 import huggingface_hub.constants
 import pytest
-from dagster import DagsterInstance, EnvVar, materialize
+from dagster import DagsterInstance, EnvVar
 from huggingface_hub import HfApi
 from stand_ins.hub_server import HubServer
 
-from clip_assets.assets.dataset import DatasetGraph
-from clip_assets.assets.discovery import plan_partitions
-from clip_assets.definitions import dataset_assets
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.driver import discover
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite
 from clip_assets.registry import DatasetSpec
-from clip_assets.source.files import HubAccess
 from resources.hub import HubResource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +72,7 @@ def test_no_form_of_the_token_is_stored_or_logged(
     image_server: ImageServer,
     tiny_model_name: str,
     make_resources,
+    materialize_stages,
 ) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
@@ -103,21 +102,12 @@ def test_no_form_of_the_token_is_stored_or_logged(
             token=EnvVar("HF_TOKEN"), endpoint=hub.url, release_repo=RELEASE_REPO
         )
         instance = DagsterInstance.get()
-        plan = plan_partitions(spec, resources["storage"], [], HubAccess(GOOD + "\n", hub.url))
-        instance.add_dynamic_partitions(graph.partitions.name, plan.add)
-        [key] = plan.add
-        assets = dataset_assets(graph)
+        monkeypatch.setenv("HF_TOKEN", GOOD + "\n")
+        [key] = discover(spec, resources, instance).add  # as `clip-assets discover` does
 
         def run(token: str, stages: tuple[str, ...], partition: str | None = None) -> bool:
             monkeypatch.setenv("HF_TOKEN", token)
-            return materialize(
-                assets,
-                instance=instance,
-                resources=resources,
-                selection=[graph.key(stage) for stage in stages],
-                partition_key=partition,
-                raise_on_error=False,
-            ).success
+            return materialize_stages(graph, instance, resources, stages, partition).success
 
         assert run(GOOD + "\n", ("metadata", "images", "embeddings"), key)
         assert run(GOOD + "\n", ("faiss_index", "id_mapping", "hf_release"))
