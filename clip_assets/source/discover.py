@@ -79,14 +79,28 @@ def _slices(spec: DatasetSpec, file: SourceFile, hub: HubAccess) -> list[ShardSl
     return plan_slices(file, footer.num_rows, spec.rows_per_partition)
 
 
+def _key_clash(
+    spec: DatasetSpec, file: SourceFile, pieces: list[ShardSlice], owner: dict[str, str]
+) -> str | None:
+    """Why ``file`` cannot have its keys: one of them (case-folded) is another file's."""
+    for piece in pieces:
+        holder = owner.get(piece.key.casefold(), file.path)
+        if holder != file.path:
+            return (
+                f"{source_uri(spec, file.path)} would get partition key {piece.key}, which "
+                f"{holder} holds: the file is skipped (rename one of them)"
+            )
+    return None
+
+
 def discover_slices(
     spec: DatasetSpec, known: dict[str, ShardSlice], hub: HubAccess = NO_HUB_ACCESS
 ) -> Discovery:
     """Lists the source and plans slices for every file not yet known at its current version.
 
     Files already in ``known`` with the same bytes are not opened again (a local file is
-    hashed only when its size or mtime moved), so a look at an unchanged source costs one
-    listing. A file whose bytes changed keeps its keys (they name the file and slice) and
+    hashed only when its size, mtime, ctime or inode moved), so a look at an unchanged source
+    costs one listing. A file whose bytes changed keeps its keys (they name the file and slice) and
     those keys are reported as changed, so they are recomputed.
     """
     keys_of: dict[str, list[str]] = {}
@@ -115,16 +129,9 @@ def discover_slices(
         except SourceError as error:
             problems.append(SourceProblem(file.path, str(error)))
             continue
-        taken = [p.key for p in pieces if owner.get(p.key.casefold(), file.path) != file.path]
-        if taken:
-            holder = owner[taken[0].casefold()]
-            problems.append(
-                SourceProblem(
-                    file.path,
-                    f"{source_uri(spec, file.path)} would get partition key {taken[0]}, which "
-                    f"{holder} holds: the file is skipped (rename one of them)",
-                )
-            )
+        clash = _key_clash(spec, file, pieces, owner)
+        if clash:
+            problems.append(SourceProblem(file.path, clash))
             continue
         for key in stale:
             del manifest[key]
