@@ -172,21 +172,20 @@ def _named(problem: RegistryProblem) -> bool:
     return problem.dataset is not None and not problem.dataset.startswith("entry ")
 
 
-def _entry_problems(file: str, index: int, entry: Any) -> list[RegistryProblem]:
-    """Nothing if ``entry`` validates; else one problem per setting at fault."""
+def _validated(file: str, index: int, entry: Any) -> DatasetSpec | list[RegistryProblem]:
+    """The entry's spec, or one problem per setting at fault."""
     label = f"entry {index + 1}"
     if not isinstance(entry, dict):
         return [RegistryProblem(file, label, None, "each dataset is a mapping of settings")]
     name = entry.get("name")
     dataset = name if isinstance(name, str) and name else label
     try:
-        _SPEC.validate_python(entry)
+        return _SPEC.validate_python(entry)
     except ValidationError as invalid:
         return [
             RegistryProblem(file, dataset, _key(error["loc"]), _message(error))
             for error in invalid.errors()
         ]
-    return []
 
 
 def _yaml_reason(error: yaml.YAMLError) -> str:
@@ -246,12 +245,11 @@ def read_registry(path: Path | None = None) -> Registry:
         return Registry(list(by_name.values()), [RegistryProblem(str(path), None, None, message)])
     entries, problems = _entries(path)
     for index, entry in enumerate(entries):
-        found = _entry_problems(str(path), index, entry)
-        if found:
-            problems.extend(found)
-            continue
-        spec = _SPEC.validate_python(entry)
-        by_name[spec.name] = spec
+        spec = _validated(str(path), index, entry)
+        if isinstance(spec, DatasetSpec):
+            by_name[spec.name] = spec
+        else:
+            problems.extend(spec)
     return Registry(list(by_name.values()), problems)
 
 
