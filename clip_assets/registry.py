@@ -13,7 +13,15 @@ directory when present)::
         uid_column: null                     # null: uid = md5(caption + url), as DataComp
         sha256_column: null
         rows_per_partition: 50000
+        allowed_hosts: [10.0.0.5, mirror.lan]   # one host may be written without the list
 
+Every entry is validated against :class:`DatasetSpec` (a pydantic dataclass: a number is not
+text, text is not a number, a string is not a list, unknown settings are refused). A scalar
+``allowed_hosts: 127.0.0.1`` is that one host, never its characters; each host must be one
+name or address (no spaces, commas, ports or URLs). :func:`read_registry` returns the good
+specs and a :class:`RegistryProblem` per bad entry (file, dataset, setting, what is wrong),
+so one bad entry never takes the other datasets down; :func:`load_registry` is the strict
+form. A later name replaces an earlier one (a file entry may replace a built-in dataset).
 Adding a dataset to the file and reloading the code location adds its graph.
 """
 
@@ -23,14 +31,20 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as validated_dataclass
 
 REGISTRY_ENV = "CLIP_ASSETS_DATASETS"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# One host name or address: no whitespace, separators, user info, paths or "host:port" (an
+# IPv6 literal has two or more colons).
+_NOT_A_HOST = re.compile(r"[\s,;/@?#]|^[^:]*:[^:]*$|^$")
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class DatasetSpec:
     """Where one dataset's parquet files are and how to read them."""
 
@@ -41,21 +55,46 @@ class DatasetSpec:
     caption_column: str | None = "text"
     uid_column: str | None = "uid"
     sha256_column: str | None = "sha256"
-    rows_per_partition: int = 50_000
+    rows_per_partition: Annotated[int, Strict()] = 50_000
     file_glob: str = "**/*.parquet"
     # Hosts the downloader may reach although they resolve to private addresses (a dataset
     # served from a LAN mirror, or the offline demo on 127.0.0.1).
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
 
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+    @field_validator("name")
+    @classmethod
+    def _name_prefixes_asset_keys(cls, name: str) -> str:
+        if not _NAME.match(name):
             raise ValueError(
-                f"dataset name {self.name!r} must start with a letter and use only letters, "
+                f"dataset name {name!r} must start with a letter and use only letters, "
                 "digits and '_' (it prefixes asset keys)"
             )
-        if self.rows_per_partition < 1:
-            raise ValueError(f"{self.name}: rows_per_partition must be >= 1")
+        return name
+
+    @field_validator("rows_per_partition")
+    @classmethod
+    def _positive_rows(cls, rows: int) -> int:
+        if rows < 1:
+            raise ValueError(f"must be >= 1, got {rows}")
+        return rows
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_as_tuple(cls, hosts: Any) -> Any:
+        # One host written as a scalar is that host, not a sequence of characters.
+        return (hosts,) if isinstance(hosts, str) else hosts
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _each_one_host(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if _NOT_A_HOST.search(host):
+                raise ValueError(
+                    f"{host!r} is not one host name or address "
+                    "(no spaces, commas, ports or URLs; list several as [a, b])"
+                )
+        return hosts
 
     @property
     def hub_repo(self) -> str | None:
@@ -72,40 +111,167 @@ DATACOMP_SMALL = DatasetSpec(
 )
 
 BUILTIN: tuple[DatasetSpec, ...] = (DATACOMP_SMALL,)
+_SPEC = TypeAdapter(DatasetSpec)
 
 
-def _spec_from_mapping(entry: dict) -> DatasetSpec:
-    known = {f.name for f in fields(DatasetSpec)}
-    unknown = set(entry) - known
-    if unknown:
-        raise ValueError(f"unknown dataset settings {sorted(unknown)} in {entry.get('name')!r}")
-    values = dict(entry)
-    if "allowed_hosts" in values:
-        values["allowed_hosts"] = tuple(values["allowed_hosts"] or ())
-    return DatasetSpec(**values)
+@dataclass(frozen=True)
+class RegistryProblem:
+    """Why one registry entry (or the whole file) was not loaded."""
+
+    file: str
+    dataset: str | None  # the entry's name, "entry <n>" without one, None for the file
+    key: str | None  # the setting at fault, e.g. "allowed_hosts[1]"
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.dataset is not None:
+            where += f": dataset {self.dataset}"
+        if self.key is not None:
+            where += f", {self.key}"
+        return f"{where}: {self.message}"
+
+
+class RegistryError(ValueError):
+    """The registry file has problems; the message lists each one."""
+
+    def __init__(self, problems: list[RegistryProblem]) -> None:
+        super().__init__("dataset registry problems:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The datasets that loaded (built-ins first) and the problems of those that did not."""
+
+    specs: list[DatasetSpec]
+    problems: list[RegistryProblem]
+
+
+def _key(location: tuple) -> str | None:
+    """``("allowed_hosts", 1)`` -> ``"allowed_hosts[1]"``."""
+    if not location:
+        return None
+    head, *rest = location
+    return str(head) + "".join(f"[{part}]" for part in rest)
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required setting is missing"
+    if kind == "unexpected_keyword_argument":
+        return "unknown setting (known: " + ", ".join(f.name for f in fields(DatasetSpec)) + ")"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind != "value_error":
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def _named(problem: RegistryProblem) -> bool:
+    return problem.dataset is not None and not problem.dataset.startswith("entry ")
+
+
+def _validated(file: str, index: int, entry: Any) -> DatasetSpec | list[RegistryProblem]:
+    """The entry's spec, or one problem per setting at fault."""
+    label = f"entry {index + 1}"
+    if not isinstance(entry, dict):
+        return [RegistryProblem(file, label, None, "each dataset is a mapping of settings")]
+    name = entry.get("name")
+    dataset = name if isinstance(name, str) and name else label
+    try:
+        return _SPEC.validate_python(entry)
+    except ValidationError as invalid:
+        return [
+            RegistryProblem(file, dataset, _key(error["loc"]), _message(error))
+            for error in invalid.errors()
+        ]
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    """What PyYAML found and where, and the construct it was reading (where that began)."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return str(error)
+    parts = []
+    for text, mark in ((error.problem, error.problem_mark), (error.context, error.context_mark)):
+        if text:
+            parts.append(
+                f"{text} at line {mark.line + 1}, column {mark.column + 1}" if mark else text
+            )
+    return "; ".join(parts) or str(error)
+
+
+def _entries(path: Path) -> tuple[list[Any], list[RegistryProblem]]:
+    """The file's dataset entries, or the problem that makes the file unreadable."""
+    file = str(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        return [], [RegistryProblem(file, None, None, f"cannot read: {error.strerror}")]
+    except yaml.YAMLError as error:
+        return [], [RegistryProblem(file, None, None, f"not valid YAML: {_yaml_reason(error)}")]
+    if document is None:
+        return [], []
+    if not isinstance(document, dict):
+        message = "the file must be a mapping with a 'datasets' list"
+        return [], [RegistryProblem(file, None, None, message)]
+    entries = document.get("datasets") or []
+    if not isinstance(entries, list):
+        return [], [RegistryProblem(file, None, "datasets", "must be a list of datasets")]
+    return entries, []
+
+
+def registry_path(path: Path | None = None) -> Path | None:
+    """The registry file to read: ``path``, else ``$CLIP_ASSETS_DATASETS``, else
+    ``datasets.yaml`` when it exists; None when there is none to read."""
+    if path is not None:
+        return Path(path)
+    configured = os.environ.get(REGISTRY_ENV)
+    if configured:
+        return Path(configured)
+    default = Path("datasets.yaml")
+    return default if default.exists() else None
+
+
+def read_registry(path: Path | None = None) -> Registry:
+    """Built-in datasets and the good entries of the registry file, plus a problem for each
+    bad entry (or for the file, when it cannot be read or parsed)."""
+    path = registry_path(path)
+    by_name = {spec.name: spec for spec in BUILTIN}
+    if path is None:
+        return Registry(list(by_name.values()), [])
+    if not path.exists():
+        message = f"does not exist (set {REGISTRY_ENV} to an existing file)"
+        return Registry(list(by_name.values()), [RegistryProblem(str(path), None, None, message)])
+    entries, problems = _entries(path)
+    for index, entry in enumerate(entries):
+        spec = _validated(str(path), index, entry)
+        if isinstance(spec, DatasetSpec):
+            by_name[spec.name] = spec
+        else:
+            problems.extend(spec)
+    return Registry(list(by_name.values()), problems)
 
 
 def load_registry(path: Path | None = None) -> list[DatasetSpec]:
-    """Built-in datasets followed by those of the registry file; a later name replaces one."""
-    if path is None:
-        configured = os.environ.get(REGISTRY_ENV)
-        path = Path(configured) if configured else Path("datasets.yaml")
-        if not configured and not path.exists():
-            return list(BUILTIN)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset registry {path} ({REGISTRY_ENV}) does not exist")
-    document = yaml.safe_load(path.read_text()) or {}
-    entries = document.get("datasets") or []
-    by_name = {spec.name: spec for spec in BUILTIN}
-    for entry in entries:
-        spec = _spec_from_mapping(entry)
-        by_name[spec.name] = spec
-    return list(by_name.values())
+    """Like :func:`read_registry`, but any problem is a :class:`RegistryError`."""
+    registry = read_registry(path)
+    if registry.problems:
+        raise RegistryError(registry.problems)
+    return registry.specs
 
 
 def find_dataset(name: str, path: Path | None = None) -> DatasetSpec:
-    """The registered dataset called ``name``; a clear error listing the known ones."""
-    specs = {spec.name: spec for spec in load_registry(path)}
-    if name not in specs:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(sorted(specs))}")
-    return specs[name]
+    """The registered dataset called ``name`` (other entries' problems do not matter); a
+    :class:`RegistryError` when ``name``'s entry is bad or the file unreadable, a KeyError
+    listing the known names when there is no such dataset."""
+    registry = read_registry(path)
+    for spec in registry.specs:
+        if spec.name == name:
+            return spec
+    # The entry asked for may be the one named so, or one whose name could not be read.
+    relevant = [p for p in registry.problems if p.dataset == name or not _named(p)]
+    if relevant:
+        raise RegistryError(relevant)
+    known = ", ".join(sorted(spec.name for spec in registry.specs))
+    raise KeyError(f"unknown dataset {name!r}; registered: {known}")

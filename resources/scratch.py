@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from clip_assets.atomic_files import unique_dir
 from clip_assets.processes import is_alive, this_process
 
 _OWNED = re.compile(r"\.(\d+)-(\d+)\.")
@@ -32,7 +32,9 @@ def owner_tag() -> str:
 def scratch_dir(area: Path, label: str) -> Iterator[Path]:
     """A fresh folder in ``area`` for the duration of the block, removed afterwards."""
     area.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{label}{owner_tag()}", dir=area))
+    # The mode the umask gives, not mkdtemp's 0700: a finished folder is renamed into the
+    # store as it is (``LocalStorage.replace_folder``).
+    folder = unique_dir(area, f"{label}{owner_tag()}")
     try:
         yield folder
     finally:

@@ -5,13 +5,16 @@ Every asset reads and writes through a :class:`StorageResource` with paths relat
 never knows which backend holds the bytes. Writes are atomic on both backends: a local write
 goes to a temporary file in the same folder and is renamed over the target; a GCS write is one
 object upload, which GCS publishes whole or not at all. Readers never see half a file.
+Local files get the mode the umask gives (0666 less the umask), so another user can read
+a shared store when the umask allows it.
+A failed GCS operation is a :class:`StorageError` naming the object (a missing object a
+FileNotFoundError); an interrupted upload publishes nothing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,14 +25,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource, InitResourceContext
 from dagster_gcp import GCSResource
+from google.api_core.retry import Retry
 from google.cloud import storage as gcs
+from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import Field, PrivateAttr
 
+from clip_assets.atomic_files import TEMP_SUFFIX, replacing, unique_dir
 from clip_assets.paths import cache_dir
 from resources.scratch import owner_tag, remove_orphans, scratch_dir
 
 #: Scratch folders live in this folder of a local root (see ``resources.scratch``).
 SCRATCH_FOLDER = ".scratch"
+
+
+class StorageError(OSError):
+    """A storage operation failed; the message names the file or object and the cause."""
 
 
 def _check_relative(path: str) -> str:
@@ -167,16 +177,8 @@ class LocalStorage(StorageResource):
     def write_bytes(self, path: str, data: bytes) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(target, owner_tag()) as tmp:
+            tmp.write_bytes(data)
 
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
@@ -187,16 +189,8 @@ class LocalStorage(StorageResource):
     def upload_file(self, local: Path, path: str) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}{owner_tag()}", suffix=".tmp", dir=target.parent
-        )
-        os.close(fd)
-        try:
+        with replacing(target, owner_tag()) as tmp:
             shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def download_file(self, path: str, local: Path) -> None:
         shutil.copyfile(self._path(path), local)
@@ -213,7 +207,7 @@ class LocalStorage(StorageResource):
             p.relative_to(root).as_posix()
             for p in folder.rglob("*")
             # Temporary files of writes in flight are not files of the store yet.
-            if p.is_file() and not p.name.endswith(".tmp")
+            if p.is_file() and not p.name.endswith(TEMP_SUFFIX)
         )
 
     def delete(self, path: str) -> None:
@@ -242,12 +236,9 @@ class LocalStorage(StorageResource):
                 os.replace(local, new)
             else:
                 shutil.copytree(local, new, dirs_exist_ok=True)
-            new.chmod(0o755)
             old = None
             if target.exists():
-                old = Path(
-                    tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}old-", dir=target.parent)
-                )
+                old = _sibling_dir(target, "old")
                 os.replace(target, old / target.name)
             os.replace(new, target)
         except BaseException:
@@ -277,6 +268,12 @@ class GCSStorage(StorageResource):
     bucket: str = Field(description="GCS bucket name.")
     prefix: str = Field(default="", description="Object prefix below which datasets live.")
     project: str | None = Field(default=None, description="GCP project of the client.")
+    retry_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a failing request is retried before the operation fails "
+        "(google-cloud-storage's default); an upload is retried whole, so it stays atomic.",
+    )
 
     _client: gcs.Client | None = PrivateAttr(default=None)
 
@@ -289,43 +286,67 @@ class GCSStorage(StorageResource):
         rel = _check_relative(path)
         return f"{self.prefix.strip('/')}/{rel}" if self.prefix.strip("/") else rel
 
+    @contextmanager
+    def _reported(self, action: str, path: str) -> Iterator[None]:
+        """Failures as :class:`StorageError` naming the object (a missing one as
+        FileNotFoundError): a dropped connection otherwise says only "Connection aborted"."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            if getattr(error, "code", None) == 404:  # google.api_core NotFound
+                raise FileNotFoundError(self.uri(path)) from error
+            raise StorageError(
+                f"{action} {self.uri(path)} failed: {type(error).__name__}: {error}"
+            ) from error
+
+    @property
+    def _retry(self) -> Retry:
+        return DEFAULT_RETRY.with_timeout(self.retry_timeout_s)
+
     def write_bytes(self, path: str, data: bytes) -> None:
-        self._bucket().blob(self._name(path)).upload_from_string(data)
+        with self._reported("writing", path):
+            self._bucket().blob(self._name(path)).upload_from_string(data, retry=self._retry)
 
     def read_bytes(self, path: str) -> bytes:
-        blob = self._bucket().blob(self._name(path))
-        try:
-            return blob.download_as_bytes()
-        except Exception as error:  # google.api_core NotFound, normalised for callers
-            if getattr(error, "code", None) == 404:
-                raise FileNotFoundError(self.uri(path)) from error
-            raise
+        with self._reported("reading", path):
+            return self._bucket().blob(self._name(path)).download_as_bytes(retry=self._retry)
 
     def open_read(self, path: str) -> BinaryIO:
-        blob = self._bucket().blob(self._name(path))
-        if not blob.exists():
-            raise FileNotFoundError(self.uri(path))
-        return blob.open("rb")
+        with self._reported("opening", path):
+            blob = self._bucket().blob(self._name(path))
+            if not blob.exists(retry=self._retry):
+                raise FileNotFoundError(self.uri(path))
+            return blob.open("rb", retry=self._retry)
 
     def upload_file(self, local: Path, path: str) -> None:
-        self._bucket().blob(self._name(path)).upload_from_filename(str(local))
+        with self._reported(f"uploading {local} to", path):
+            blob = self._bucket().blob(self._name(path))
+            blob.upload_from_filename(str(local), retry=self._retry)
 
     def download_file(self, path: str, local: Path) -> None:
-        self._bucket().blob(self._name(path)).download_to_filename(str(local))
+        with self._reported("downloading", path):
+            blob = self._bucket().blob(self._name(path))
+            blob.download_to_filename(str(local), retry=self._retry)
 
     def exists(self, path: str) -> bool:
-        return self._bucket().blob(self._name(path)).exists()
+        with self._reported("looking for", path):
+            return self._bucket().blob(self._name(path)).exists(retry=self._retry)
 
     def list(self, prefix: str) -> list[str]:
         root = self._name(prefix).rstrip("/") + "/"
         base = self.prefix.strip("/")
         strip = len(base) + 1 if base else 0
-        return sorted(blob.name[strip:] for blob in self._bucket().list_blobs(prefix=root))
+        with self._reported("listing", prefix):
+            blobs = self._bucket().list_blobs(prefix=root, retry=self._retry)
+            return sorted(blob.name[strip:] for blob in blobs)
 
     def delete(self, path: str) -> None:
-        blob = self._bucket().blob(self._name(path))
-        if blob.exists():
-            blob.delete()
+        with self._reported("deleting", path):
+            blob = self._bucket().blob(self._name(path))
+            if blob.exists(retry=self._retry):
+                blob.delete(retry=self._retry)
 
     def uri(self, path: str) -> str:
         return f"gs://{self.bucket}/{self._name(path)}"
@@ -344,8 +365,9 @@ class GCSStorage(StorageResource):
 
 
 def _sibling_dir(target: Path, kind: str) -> Path:
-    """An empty hidden folder beside ``target``, named for its owner (``resources.scratch``)."""
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}{owner_tag()}{kind}-", dir=target.parent))
+    """An empty hidden folder beside ``target``, named for its owner (``resources.scratch``),
+    with the mode the umask gives."""
+    return unique_dir(target.parent, f".{target.name}{owner_tag()}{kind}-")
 
 
 def storage_for_root(root: str) -> StorageResource:

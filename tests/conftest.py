@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from gcp_storage_emulator.server import create_server
 
+from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.factory import dataset_definitions
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite, sample_site
 from clip_assets.offline.weights import install_tiny_model
@@ -16,6 +21,17 @@ from resources.clip_model import ClipModelResource
 from resources.downloader import DownloaderResource
 from resources.hub import HubResource
 from resources.storage import LocalStorage
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hub_client_stays_on_loopback() -> Iterator[None]:
+    """huggingface_hub builds its user agent with a harness registry fetched from
+    huggingface.co whatever endpoint a client is given; with telemetry off it does not, so
+    the tests reach only loopback addresses."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +46,16 @@ def gcs_emulator() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Runs the test under umask 022, then 077; restores the previous umask after."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +73,30 @@ def site() -> SampleSite:
 def image_server(site: SampleSite) -> Iterator[ImageServer]:
     with ImageServer(site.routes) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def materialize_stages():
+    """Runs stages of a dataset's graph as the code location defines them, in ``instance``,
+    without raising on a failed step: ``run(graph, instance, resources, stages, partition)``."""
+    return materialize_graph_stages
+
+
+def materialize_graph_stages(
+    graph: DatasetGraph,
+    instance: DagsterInstance,
+    resources: dict[str, object],
+    stages: tuple[str, ...],
+    partition: str | None = None,
+) -> ExecuteInProcessResult:
+    return materialize(
+        list(dataset_definitions(graph).assets),
+        instance=instance,
+        resources=resources,
+        selection=graph.keys(stages),
+        partition_key=partition,
+        raise_on_error=False,
+    )
 
 
 @pytest.fixture(scope="session")

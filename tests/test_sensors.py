@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dagster import (
@@ -74,6 +75,35 @@ def test_sensor_adds_partitions_and_runs_only_for_new_files(tmp_path: Path) -> N
     [new] = third.run_requests
     assert new.partition_key not in keys
     assert len(instance.get_dynamic_partitions(graph.partitions.name)) == 4
+
+
+def test_a_touched_file_runs_nothing_and_a_corrupt_one_is_named_in_the_skip_reason(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    path = write_datacomp_shard(source, _rows(50, 0))
+    spec = DatasetSpec(name="local", source=str(source), rows_per_partition=20)
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    resources = {**default_resources(), "storage": storage, "hub": HubResource()}
+    defs = location_definitions([spec], resources)
+    instance = DagsterInstance.ephemeral()
+    assert isinstance(_tick(defs, "local_discover_shards", instance, resources), SensorResult)
+    manifest = tmp_path / "data" / "local" / "source" / "partitions.json"
+    before = manifest.read_bytes()
+
+    path.touch()
+    (source / "broken.parquet").write_bytes(b"not parquet")
+    skipped = _tick(defs, "local_discover_shards", instance, resources)
+    assert isinstance(skipped, SkipReason)
+    assert "nothing new" in skipped.skip_message
+    assert str(source / "broken.parquet") in skipped.skip_message
+    # The touch's new mtime is recorded (so the next tick does not hash the file again); the
+    # versions, keys and rows are those of before.
+    after = json.loads(manifest.read_bytes())
+    assert manifest.read_bytes() != before
+    assert {k: v["version"] for k, v in after.items()} == {
+        k: v["version"] for k, v in json.loads(before).items()
+    }
 
 
 def test_contiguous_runs_group_neighbours_up_to_the_limit() -> None:

@@ -90,3 +90,28 @@ def test_local_replace_folder_leaves_nothing_beside_it(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "root" / "ds").iterdir()) == ["index"]
     assert storage.read_bytes("ds/index/faiss") == b"two"
     assert list(storage.scratch_area().iterdir()) == []
+
+
+def test_local_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    storage = LocalStorage(root=str(tmp_path / "root"))
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"index bytes")
+    storage.write_bytes("ds/index/index_infos.json", b"{}")
+    storage.upload_file(source, "ds/index/faiss")
+    storage.write_table("ds/images/a-0000.parquet", pa.table({"uid": ["a"]}))
+    stored = [p for p in (tmp_path / "root").rglob("*") if p.is_file()]
+    assert len(stored) == 3
+    assert {p.stat().st_mode & 0o777 for p in stored} == {0o666 & ~umask}
+    folders = [p for p in (tmp_path / "root").rglob("*") if p.is_dir()]
+    assert {p.stat().st_mode & 0o777 for p in folders} == {0o777 & ~umask}
+
+
+def test_a_replaced_folder_gets_the_modes_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    storage = LocalStorage(root=str(tmp_path / "root"))
+    for version in ("one", "two"):
+        with storage.scratch("index") as work:
+            (work / "faiss").write_text(version)
+            storage.replace_folder(work, "ds/index")
+    index = tmp_path / "root" / "ds" / "index"
+    assert index.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (index / "faiss").stat().st_mode & 0o777 == 0o666 & ~umask

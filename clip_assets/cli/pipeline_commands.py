@@ -93,4 +93,6 @@ def run_discover(args: argparse.Namespace) -> int:
     with DagsterInstance.get() as instance:
         plan = discover(spec, default_resources(), instance)
     print(f"{spec.name}: +{len(plan.add)} -{len(plan.delete)} partitions, {len(plan.run)} to run")
+    for problem in plan.problems:
+        print(f"  skipped {problem.file}: {problem}")
     return 0

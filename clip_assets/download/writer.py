@@ -7,13 +7,12 @@ rows that finished after the first unfinished one, plus one row group being fill
 re-downloaded rows put in place of the old ones. ``atomic_parquet`` writes such tables as row
 groups of one zstd parquet file that appears at its path only once complete: a temp file in the
 same folder, then ``os.replace``; on any error the temp file is removed and the path untouched.
+The file gets the mode the umask gives, like any file ``open`` creates.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clip_assets.atomic_files import replacing
 from clip_assets.download.pipeline import Row
 from clip_assets.download.reasons import TRANSIENT_REASONS
 from clip_assets.download.summary import Counts, summary_metadata
@@ -158,21 +158,13 @@ def atomic_parquet(
     stored in the file's schema (the settings that made it); the counts of what was written
     (``summary.summarize``'s keys) go in the file's footer, so a reader gets them without
     reading the rows (``summary.stored_summary``)."""
-    path = Path(path)
     schema = IMAGES_SCHEMA.with_metadata(schema_metadata) if schema_metadata else IMAGES_SCHEMA
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     counts = Counts()
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with replacing(Path(path)) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
 
-            def write(table: pa.Table) -> None:
-                writer.write_table(table)
-                counts.add(table)
+        def write(table: pa.Table) -> None:
+            writer.write_table(table)
+            counts.add(table)
 
-            yield write
-            writer.add_key_value_metadata(summary_metadata(counts.summary(None)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield write
+        writer.add_key_value_metadata(summary_metadata(counts.summary(None)))

@@ -45,8 +45,11 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
         partitions = graph.partitions
         existing = list(context.instance.get_dynamic_partitions(partitions.name))
         plan = plan_partitions(spec, storage, existing, hub.access())
+        skipped = "".join(f"; skipped {problem}" for problem in plan.problems)
         if plan.empty:
-            return SkipReason(f"{spec.source}: nothing new")
+            return SkipReason(f"{spec.source}: nothing new{skipped}")
+        for problem in plan.problems:
+            context.log.warning(f"{spec.name}: skipped {problem}")
         run_requests = []
         for first, last in partition_ranges(partition_order(existing, plan), plan.run):
             partition_key, tags = range_request(first, last)

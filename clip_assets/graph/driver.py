@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
@@ -46,7 +46,7 @@ from clip_assets.graph.partitions import (
 )
 from clip_assets.graph.plain_logger import PLAIN_LOGGERS, PLAIN_RUN_CONFIG
 from clip_assets.registry import DatasetSpec
-from clip_assets.source.discover import discover_slices
+from clip_assets.source.discover import SourceProblem, discover_slices
 from clip_assets.source.files import HubAccess
 from clip_assets.source.slices import manifest_from_json, manifest_to_json
 from resources.hub import HubResource
@@ -69,11 +69,14 @@ _WAIT_POLL_S = 2.0
 
 @dataclass(frozen=True)
 class PartitionPlan:
-    """What to change in the instance: keys to add, delete, and (re)materialise."""
+    """What to change in the instance: keys to add, delete, and (re)materialise; and the
+    source files discovery skipped (corrupt, unreadable, a key another file holds), each
+    with its reason."""
 
     add: list[str]
     delete: list[str]
     run: list[str]
+    problems: list[SourceProblem] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -111,13 +114,13 @@ def plan_partitions(
         else {}
     )
     found = discover_slices(spec, known, hub)
-    if found.added or found.changed or found.removed:
+    if found.manifest_changed:  # also a renewed version record: the next look is cheaper
         storage.write_bytes(manifest_path, manifest_to_json(found.manifest))
     present = set(existing)
     add = sorted(key for key in found.manifest if key not in present)
     delete = sorted(key for key in found.removed if key in present)
     run = sorted(set(add) | set(found.changed))
-    return PartitionPlan(add=add, delete=delete, run=run)
+    return PartitionPlan(add=add, delete=delete, run=run, problems=found.problems)
 
 
 def partition_order(existing: list[str], plan: PartitionPlan) -> list[str]:
@@ -187,6 +190,8 @@ def run_dataset(
     order = apply_plan(instance, graph, plan)
     todo = sorted(set(plan.run) | {key for key in order if key not in done})
     log(f"{spec.name}: {len(order)} partitions, {len(todo)} to materialise")
+    for problem in plan.problems:
+        log(f"  skipped {problem.file}: {problem}")
     # Imported here, not at the top: the factory builds the discovery sensor from this
     # module's plans, so the two modules need each other.
     from clip_assets.graph.factory import dataset_definitions

@@ -17,7 +17,8 @@ Guarantees: row i of every folder's sorted concatenation is faiss id i, and the 
 embeddings and the mapping agree on count, dimension and uid order, else ``ReleaseError`` and
 ``out_dir`` is untouched. The folder is built in a temporary sibling and renamed over
 ``out_dir``, so readers see the old release or the new one, never a half-written one. Same
-inputs give the same bytes (no timestamps anywhere).
+inputs give the same bytes (no timestamps anywhere). Folders and files get the modes the
+umask gives.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import faiss
 
+from clip_assets.atomic_files import unique_dir
 from clip_assets.release.card import render_card
 from clip_assets.release.inputs import ReleaseInputs
 from clip_assets.release.tables import ReleaseError, count_rows, write_data, write_mappings
@@ -47,9 +48,8 @@ def write_release_folder(
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
+    build = unique_dir(out_dir.parent, f".{out_dir.name}.build-")
     try:
-        build.chmod(0o755)
         stats = _build(inputs, build, rows_per_file)
         _replace_dir(build, out_dir)
     except BaseException:
@@ -122,7 +122,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     """Rename ``new`` to ``target``; an existing ``target`` is moved aside first, then removed."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = unique_dir(target.parent, f".{target.name}.old-")
         os.replace(target, old / target.name)
     os.replace(new, target)
     if old is not None:

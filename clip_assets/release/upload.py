@@ -1,19 +1,20 @@
 """Publish a staged release folder as one commit to a Hugging Face dataset repo.
 
-Reads every file under ``folder`` (see ``stage.py``). Writes one commit to ``repo_id`` (the repo
-is created first if missing, private by default; an existing repo keeps its visibility) after
-which the repo's files are exactly the folder's: files of an earlier release that this one lacks
-are deleted in the same commit, so ``data/*.parquet`` never mixes two releases, and files that
-did not change are not sent again (an unchanged folder makes no commit at all).
+Reads every file under ``folder`` (see ``release_folder.py``). Writes one commit to
+``repo_id`` (the repo is created first if missing, private by default; an existing repo keeps
+its visibility) after which the repo's files are exactly the folder's: files of an earlier
+release that this one lacks are deleted in the same commit, so ``data/*.parquet`` never mixes
+two releases, and files that did not change are not sent again (an unchanged folder makes no
+commit at all).
 
 Paths that share bytes through a hard link (``image.index`` and ``faiss``) are sent once: the
 first path's content is pre-uploaded, then the commit lists both and the Hub's LFS batch answers
 that the second is already there. (With Xet storage, the default when ``hf_xet`` is installed,
 chunk deduplication does the same.)
 
-The token goes to ``HfApi`` only: it is never logged or returned, and any failure is raised as
-``ReleaseUploadError`` whose text has the token scrubbed and no chained exception that could
-carry it.
+The token goes to ``HfApi`` only, stripped of surrounding whitespace: it is never logged or
+returned, and any failure is raised as ``ReleaseUploadError`` whose text has every rendering of
+the token scrubbed (``clip_assets.redaction``) and no chained exception that could carry it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import logging
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+from clip_assets.redaction import normalise_secret, protect_logs, scrubbed_errors
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +51,14 @@ def upload_release(
     Returns ``{"repo_id", "commit_oid", "commit_url", "url", "files", "deleted"}``.
     """
     folder = Path(folder)
-    if not token:
+    secret = normalise_secret(token)
+    protect_logs(token)
+    if not secret:
         raise ReleaseUploadError("no Hugging Face token given")
-    try:
-        return _upload(folder, repo_id, token, endpoint, private, revision, commit_message)
-    except Exception as exc:
-        message = f"uploading {folder} to {repo_id} failed: {type(exc).__name__}: {exc}"
-        raise ReleaseUploadError(message.replace(token, "***")) from None
+    with scrubbed_errors(
+        [token, secret], f"uploading {folder} to {repo_id} failed", ReleaseUploadError
+    ):
+        return _upload(folder, repo_id, secret, endpoint, private, revision, commit_message)
 
 
 def _upload(

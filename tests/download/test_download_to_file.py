@@ -164,3 +164,12 @@ def test_memory_stays_bounded_behind_a_slow_first_row(settings, tmp_path) -> Non
     image_bytes = pc.sum(pc.binary_length(written["image"])).as_py()
     assert image_bytes > 40e6
     assert peak < image_bytes / 8
+
+
+def test_written_file_gets_the_mode_the_umask_gives(settings, tmp_path, umask) -> None:
+    with ImageServer(mixed_routes()) as srv:
+        meta = metadata([srv.url("/1.jpg"), srv.url("/gone")])
+        download_shard_to_file(meta, settings, tmp_path / "images.parquet")
+        retry_failed_to_file(tmp_path / "images.parquet", meta, settings, tmp_path / "retried")
+    for name in ("images.parquet", "retried"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

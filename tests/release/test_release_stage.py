@@ -168,3 +168,14 @@ def test_card_of_a_local_source_links_nothing(tmp_path: Path) -> None:
     assert "images of /data/my-urls that" in card.text
     assert "huggingface.co/datasets//data" not in card.text
     assert "`/data/my-urls` at revision `unknown`" in card.text
+
+
+def test_release_folder_gets_the_modes_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    inputs = make_inputs(tmp_path / "store")
+    out = tmp_path / "release"
+    write_release_folder(inputs, out, rows_per_file=6)
+    write_release_folder(inputs, out, rows_per_file=6)  # replacing an existing folder too
+    entries = [out, *out.rglob("*")]
+    assert {p.stat().st_mode & 0o777 for p in entries if p.is_dir()} == {0o777 & ~umask}
+    assert {p.stat().st_mode & 0o777 for p in entries if p.is_file()} == {0o666 & ~umask}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -113,6 +113,25 @@ def test_token_never_in_errors_or_logs(
     assert wrong not in out + err
 
 
+def test_a_token_read_with_its_newline_uploads_and_never_shows(
+    inputs: ReleaseInputs, tmp_path: Path
+) -> None:
+    """A secret file's trailing newline: stripped, so the upload works; in a wrong token (or
+    inside one) the escaped form the HTTP layer quotes is scrubbed like the raw one."""
+    release = tmp_path / "release"
+    write_release_folder(inputs, release)
+    with HubServer(tmp_path / "hub2", token=TOKEN, leaky_errors=True) as hub:
+        upload_release(release, REPO, TOKEN + "\n", endpoint=hub.url)
+        assert hub_files(hub) == staged_files(release)
+        for wrong in ("hf_wrong_canary_token\n", "hf_inner_canary\nsecond_half"):
+            with pytest.raises(ReleaseUploadError) as info:
+                upload_release(release, REPO, wrong, endpoint=hub.url)
+            text = "".join(traceback.format_exception(info.value))
+            assert "***" in text
+            for part in wrong.split():
+                assert part not in text, text
+
+
 def test_published_release_downloads_and_searches(
     inputs: ReleaseInputs, hub: HubServer, tmp_path: Path
 ) -> None:
