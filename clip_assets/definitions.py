@@ -10,6 +10,7 @@ in-process, a process per step, or a Kubernetes pod per step (``CLIP_ASSETS_EXEC
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from dagster import Definitions, definitions
@@ -18,7 +19,10 @@ from clip_assets.deploy.executor_choice import executor_from_env
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.environment import default_resources
 from clip_assets.graph.factory import dataset_definitions
-from clip_assets.registry import DatasetSpec, load_registry
+from clip_assets.graph.registry_sensor import build_registry_sensor
+from clip_assets.registry import DatasetSpec, read_registry
+
+LOG = logging.getLogger(__name__)
 
 
 def location_definitions(
@@ -34,5 +38,11 @@ def location_definitions(
 
 @definitions
 def defs() -> Definitions:
-    """The code location as ``workspace.yaml`` loads it: the registry and the environment."""
-    return location_definitions(load_registry(), default_resources())
+    """The code location as ``workspace.yaml`` loads it: the registry's good entries (the bad
+    ones are logged here and reported by the registry sensor) and the environment."""
+    registry = read_registry()
+    for problem in registry.problems:
+        LOG.warning("dataset registry: %s (left out)", problem)
+    loaded = location_definitions(registry.specs, default_resources())
+    sensor = build_registry_sensor([spec.name for spec in registry.specs])
+    return Definitions.merge(loaded, Definitions(sensors=[sensor]))

@@ -126,3 +126,30 @@ def test_a_bad_entry_names_itself_when_asked_for(tmp_path: Path) -> None:
     path = registry(tmp_path, "datasets:\n" + GOOD + "  - name: bad\n    source: 3\n")
     with pytest.raises(RegistryError, match="dataset bad, source"):
         find_dataset("bad", path)
+
+
+def test_the_code_location_loads_the_good_entries_and_reports_the_bad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import build_sensor_context
+
+    from clip_assets.definitions import defs
+    from clip_assets.graph.dataset_graph import DatasetGraph
+    from clip_assets.graph.registry_sensor import REGISTRY_SENSOR_NAME
+    from clip_assets.registry import DatasetSpec
+
+    registry = tmp_path / "datasets.yaml"
+    registry.write_text(
+        f"datasets:\n  - name: good\n    source: {tmp_path}\n"
+        "  - name: bad\n    source: 12\n    rows_per_partition: lots\n"
+    )
+    monkeypatch.setenv("CLIP_ASSETS_DATASETS", str(registry))
+    location = defs()
+    keys = {key.to_user_string() for key in location.resolve_all_asset_keys()}
+    good = DatasetGraph(DatasetSpec(name="good", source=str(tmp_path)))
+    assert good.key("faiss_index").to_user_string() in keys
+    assert not any(key.startswith("bad/") for key in keys)
+    with build_sensor_context() as context:
+        skip = location.get_sensor_def(REGISTRY_SENSOR_NAME)(context)
+    assert "dataset bad, source" in skip.skip_message
+    assert "dataset bad, rows_per_partition" in skip.skip_message
