@@ -16,6 +16,7 @@ from clip_assets.registry import DatasetSpec
 from clip_assets.source.files import (
     NO_HUB_ACCESS,
     HubAccess,
+    KnownVersions,
     SourceError,
     SourceFile,
     read_footer,
@@ -93,6 +94,11 @@ def _key_clash(
     return None
 
 
+def known_versions(manifest: dict[str, ShardSlice]) -> KnownVersions:
+    """What a listing may reuse from ``manifest``: file -> (fingerprint, version)."""
+    return {s.file: (s.fingerprint, s.version) for s in manifest.values() if s.fingerprint}
+
+
 def discover_slices(
     spec: DatasetSpec, known: dict[str, ShardSlice], hub: HubAccess = NO_HUB_ACCESS
 ) -> Discovery:
@@ -106,7 +112,7 @@ def discover_slices(
     keys_of: dict[str, list[str]] = {}
     for key, piece in known.items():
         keys_of.setdefault(piece.file, []).append(key)
-    cache = {s.file: (s.fingerprint, s.version) for s in known.values() if s.fingerprint}
+    cache = known_versions(known)
     listing = scan_source(spec, hub, cache)
     problems = [SourceProblem(path, why) for path, why in listing.unreadable]
     # Keys by case-folded spelling: two keys differing only in case would share a file on a
