@@ -28,7 +28,7 @@ import torch
 #: Filter half-widths at scale 1, Pillow's ``support`` values.
 SUPPORTS = {"bicubic": 2.0, "bilinear": 1.0}
 _BICUBIC_A = -0.5  # Pillow's bicubic (torch's non-antialiased bicubic uses -0.75)
-_BUCKET = 16  # windows are padded up to a multiple of this, so similar images share a matmul
+_BUCKET = 32  # windows are padded up to a multiple of this, so similar images share a matmul
 _PRECISION_BITS = 22  # Pillow's fixed-point fraction for 8-bit images (Resample.c)
 _LOW_RANGE = 256  # fixed-point weights are split into high * 256 + low for exact float32 sums
 
@@ -75,12 +75,13 @@ def resample_batch(
         )
         for image, p in zip(images, placements, strict=True)
     ]
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    # Square windows: landscape and portrait images of one shortest side share a bucket.
+    buckets: dict[int, list[int]] = defaultdict(list)
     for i, (row, col) in enumerate(axes):
-        buckets[(_round_up(row.stop - row.start), _round_up(col.stop - col.start))].append(i)
+        buckets[_bucket(max(row.stop - row.start, col.stop - col.start))].append(i)
     parts = [
-        _resample_bucket(images, axes, members, window, out_size, interpolation, fill)
-        for window, members in buckets.items()
+        _resample_bucket(images, axes, members, (side, side), out_size, interpolation, fill)
+        for side, members in buckets.items()
     ]
     if len(parts) == 1:
         return parts[0]
@@ -211,8 +212,10 @@ def _filter(x: torch.Tensor, interpolation: str) -> torch.Tensor:
     return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-def _round_up(n: int) -> int:
-    return -(-n // _BUCKET) * _BUCKET
+def _bucket(n: int) -> int:
+    # The multiple of _BUCKET above n, so a square image's exact 256 px window shares the
+    # bucket of every other stored image's slightly wider one.
+    return (n // _BUCKET + 1) * _BUCKET
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
