@@ -6,6 +6,7 @@ Guarantees: ``open_images`` gives exactly what open_clip's users pass to its ``p
 its CPU fallback uses the same libjpeg-turbo as Pillow, so pixels equal
 ``Image.open(...).convert("RGB")``. EXIF orientation is ignored everywhere, as open_clip's
 preprocessing ignores it. Undecodable bytes raise ``ImageDecodeError`` with their position.
+``check_device_decoder`` fails loudly where nvjpeg cannot decode on a GPU at all.
 """
 
 from __future__ import annotations
