@@ -10,10 +10,10 @@ then the vertical one. So the pixels equal ``Image.resize`` then the crop wherev
 the horizontal pass first: always before Pillow 13, and for the stored 256 px images we
 checked on Pillow 13, which takes the vertical pass first for some other size pairs (there a
 few levels differ). Padding takes ``fill``. The tensor work per batch is a fixed number of
-operations plus one window copy per image, whatever mix of sizes the batch holds: resizing
-one size group at a time costs a dozen kernel launches per group, and a stored partition holds
-almost as many sizes as images (each aspect ratio gives its own width at a 256 px shortest
-side).
+operations plus one window copy per image, whatever mix of sizes the batch holds, and no
+copy waits for the device: resizing one size group at a time costs about seven operations and
+a waiting index copy per group, and a stored partition holds almost as many sizes as images
+(each aspect ratio gives its own width at a 256 px shortest side: 164 in 256 images).
 """
 
 from __future__ import annotations
