@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
     import clip_assets
 
-    result: dict = {"environment": environment(device, clip_assets.__file__)}
-    say(f"environment: {json.dumps(result['environment'])}")
+    result: dict = {}
+    # Images first: their worker processes fork before anything initialises CUDA here.
     bench = Bench.prepare(args, work, device, result)
+    result["environment"] = environment(device, clip_assets.__file__)
+    say(f"environment: {json.dumps(result['environment'])}")
     result["runs"] = bench.runs()
     result["syncs"] = bench.syncs() if device.type == "cuda" else None
     result["phases"], result["model_ms_per_1k"] = bench.phases()
