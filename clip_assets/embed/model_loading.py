@@ -39,7 +39,8 @@ class ModelSpec:
     ``precision``: auto | fp32 | bf16 | fp16; bf16/fp16 run under autocast with fp32 weights.
     auto = bf16 (fp16 where unsupported) on GPU; on CPU, bf16 where the CPU has native bf16
     and these weights measurably agree with fp32 (see ``resolve_precision``), else fp32.
-    ``num_workers``: threads decoding and resizing upcoming batches while the model runs.
+    ``num_workers``: threads decoding and resizing upcoming batches while the model runs
+    (each prepares a whole batch: the Pillow path feeding a GPU wants about one per core).
     ``preprocess``: where image bytes are decoded and resized. pillow: in the worker threads
     with open_clip's own Pillow transforms (pixel-exact), then copied to the device; device:
     on the model's device (on a GPU, nvjpeg and batched resampling; on a CPU, torchvision's
