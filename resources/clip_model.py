@@ -57,6 +57,11 @@ class ClipModelResource(ConfigurableResource):
     precision: str = Field(default="auto", description="auto, fp32, bf16 or fp16.")
     batch_size: int = Field(default=256, description="Images per forward pass.")
     num_workers: int = Field(default=2, description="Decode/preprocess workers.")
+    preprocess: str = Field(
+        default="auto",
+        description="Where images are decoded and resized: pillow (CPU threads), device "
+        "(nvjpeg and batched resampling on a GPU) or auto (device on a GPU, else pillow).",
+    )
     output_dtype: str = Field(default="float32", description="float32 or float16 vectors.")
 
     _encoders: dict[str, ClipEncoder] = PrivateAttr(default_factory=dict)
@@ -97,6 +102,7 @@ class ClipModelResource(ConfigurableResource):
                 precision=self.precision,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
+                preprocess=self.preprocess,
             )
             self._encoders[wanted] = ClipEncoder.load(spec)
         return self._encoders[wanted]

@@ -6,6 +6,7 @@ Guarantees: ``open_images`` gives exactly what open_clip's users pass to its ``p
 its CPU fallback uses the same libjpeg-turbo as Pillow, so pixels equal
 ``Image.open(...).convert("RGB")``. EXIF orientation is ignored everywhere, as open_clip's
 preprocessing ignores it. Undecodable bytes raise ``ImageDecodeError`` with their position.
+``check_device_decoder`` fails loudly where nvjpeg cannot decode on a GPU at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, encode_jpeg
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -60,6 +61,23 @@ def decode_cpu(data: bytes) -> torch.Tensor:
         pass
     with Image.open(io.BytesIO(data)) as image:
         return _pil_to_tensor(image)
+
+
+def check_device_decoder(device: torch.device) -> None:
+    """Raise ``RuntimeError`` unless nvjpeg decodes a JPEG on this CUDA device.
+
+    ``decode_on_device`` falls back to the CPU when nvjpeg rejects a batch (a corrupt JPEG
+    among good ones); without this check, a torchvision built without nvjpeg would send every
+    image down that fallback and the GPU path would quietly run on the CPU.
+    """
+    probe = encode_jpeg(torch.full((3, 16, 16), 128, dtype=torch.uint8))
+    try:
+        decode_jpeg([probe], mode=ImageReadMode.RGB, device=device)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"GPU JPEG decoding (torchvision's nvjpeg) does not work on {device}: {err}; "
+            "use preprocess='pillow' to decode on the CPU"
+        ) from err
 
 
 def decode_on_device(images: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:

@@ -3,11 +3,13 @@
 Reads: encoded images (JPEG, PNG, WebP, ...) or prompts.
 Writes: (N, dim) float32 numpy arrays, each row L2-normalised, in input order.
 Guarantees: worker threads decode and resize the next batches while the model runs the
-current one. On a CPU, images go through open_clip's own Pillow transforms (pixels identical
-to its ``preprocess``); on a GPU, JPEGs decode on the device with nvjpeg and are resized there
-in batches, each worker on its own CUDA stream, and CPU-prepared batches travel from pinned
-memory. Normalisation runs once per
-batch on the device; inference runs under ``torch.inference_mode`` and the spec's precision.
+current one. With ``preprocess="pillow"`` (the default on a CPU) images go through open_clip's
+own Pillow transforms (pixels identical to its ``preprocess``) and travel to a GPU from pinned
+memory; with ``"device"`` (the default on a GPU) JPEGs decode on the device with nvjpeg and are
+resized there with Pillow's weights in one batched pass, each worker on its own CUDA stream.
+Normalisation runs once per batch on the device; inference runs under
+``torch.inference_mode`` and the spec's precision, and nothing in the loop waits for the GPU
+until the embeddings are copied back at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from clip_assets.embed.decode import decode_on_device, open_images
+from clip_assets.embed.decode import check_device_decoder, decode_on_device, open_images
 from clip_assets.embed.model_loading import LoadedModel, ModelSpec, autocast_dtype, load_model
 from clip_assets.embed.prefetch import prefetch
 from clip_assets.embed.preprocess import Preprocessing
@@ -45,6 +47,11 @@ class ClipEncoder:
         # prompts are too few for speed to matter there: they stay fp32.
         self._text_autocast_dtype = self._autocast_dtype if loaded.device.type == "cuda" else None
         self._thread_streams = threading.local()
+        self._on_device = spec.preprocess == "device" or (
+            spec.preprocess == "auto" and loaded.device.type == "cuda"
+        )
+        if self._on_device and loaded.device.type == "cuda":
+            check_device_decoder(loaded.device)
         self.dim: int = int(self._model.visual.output_dim)
         self.device: str = str(loaded.device)
         self.identity: dict = {
@@ -60,9 +67,7 @@ class ClipEncoder:
                 **self._preprocessing.describe(),
                 # Which of the two equivalent paths runs (preprocess.py): Pillow is pixel-exact
                 # with open_clip; the GPU path agrees within rounding.
-                "implementation": "nvjpeg + torch resize on GPU"
-                if loaded.device.type == "cuda"
-                else "Pillow, open_clip's own transforms",
+                "implementation": _implementation(self._on_device, loaded.device),
             },
             "open_clip_version": open_clip.__version__,
         }
@@ -111,8 +116,10 @@ class ClipEncoder:
 
     def _prepare_bytes(self, chunk: Sequence[bytes]) -> torch.Tensor:
         # Runs in a prefetch thread.
+        if not self._on_device:
+            return self._pin(self._preprocessing.pil_batch(open_images(chunk)))
         if self._torch_device.type != "cuda":
-            return self._preprocessing.pil_batch(open_images(chunk))
+            return self._preprocessing.resize_batch(decode_on_device(chunk, self._torch_device))
         stream = self._worker_stream()
         with torch.cuda.stream(stream):
             # torchvision's nvjpeg decoder allocates on the current stream but writes from its
@@ -150,6 +157,13 @@ class ClipEncoder:
         if not parts:
             return np.empty((0, self.dim), dtype=np.float32)
         return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _implementation(on_device: bool, device: torch.device) -> str:
+    if not on_device:
+        return "Pillow, open_clip's own transforms"
+    decoder = "nvjpeg" if device.type == "cuda" else "torchvision decode"
+    return f"{decoder} + Pillow-weight batched resize on {device.type}"
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

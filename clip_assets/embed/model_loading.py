@@ -23,6 +23,7 @@ from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PREPROCESSING = ("auto", "pillow", "device")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -39,7 +40,12 @@ class ModelSpec:
     ``precision``: auto | fp32 | bf16 | fp16; bf16/fp16 run under autocast with fp32 weights.
     auto = bf16 (fp16 where unsupported) on GPU; on CPU, bf16 where the CPU has native bf16
     and these weights measurably agree with fp32 (see ``resolve_precision``), else fp32.
-    ``num_workers``: threads decoding and resizing upcoming batches while the model runs.
+    ``num_workers``: threads decoding and resizing upcoming batches while the model runs
+    (each prepares a whole batch: the Pillow path feeding a GPU wants about one per core).
+    ``preprocess``: where image bytes are decoded and resized. pillow: in the worker threads
+    with open_clip's own Pillow transforms (pixel-exact), then copied to the device; device:
+    on the model's device (on a GPU, nvjpeg and batched resampling; on a CPU, torchvision's
+    decoder and the same resampling); auto = device on a GPU, pillow on a CPU.
     """
 
     model_name: str = DEFAULT_MODEL_NAME
@@ -48,12 +54,15 @@ class ModelSpec:
     precision: str = "auto"
     batch_size: int = 256
     num_workers: int = 2
+    preprocess: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES} or cuda:N, not {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}, not {self.preprocess!r}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be >= 1 and num_workers >= 0")
 

@@ -5,14 +5,15 @@ Writes: uint8 (N, 3, H, W) batches at the model's input size; normalisation is l
 device (``Preprocessing.normalize``) so a GPU receives 4x fewer bytes than float pixels.
 Guarantees: ``pil_batch`` runs open_clip's own resize/crop/convert transforms, so its pixels
 equal open_clip's ``preprocess`` exactly (and Pillow's resize costs a third of torch's on a
-CPU). ``resize_batch`` redoes that geometry on tensors for images already on a GPU: identical
-output sizes and crop offsets, antialiased resampling, within cosine 0.9999 of Pillow's
-pixels; images sharing a decoded size (most, on stored datasets) are resized in one call.
+CPU). ``resize_batch`` redoes that geometry on tensors for images already on a GPU: the same
+output sizes and crop offsets (``placement``) and Pillow's own weights and rounding
+(resample.py), so for RGB images its pixels equal ``pil_batch``'s within one level, in a
+fixed number of tensor operations per batch. ``normalize`` keeps its constants on each device,
+so normalising a GPU batch queues work without waiting for the GPU.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,10 +21,10 @@ from functools import cached_property
 import numpy as np
 import open_clip
 import torch
-from open_clip.transform import MaybeToTensor, center_crop_or_pad
+from open_clip.transform import MaybeToTensor
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
+
+from clip_assets.embed.resample import Placement, resample_batch
 
 RESIZE_MODES = ("shortest", "longest", "squash")
 
@@ -98,42 +99,67 @@ class Preprocessing:
             return torch.empty((0, 3, *self.size), dtype=torch.uint8)
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
-    def resize_target(self, height: int, width: int) -> list[int]:
-        """The size argument open_clip's transform passes to ``resize`` for this input size."""
+    def placement(self, height: int, width: int) -> Placement:
+        """Where open_clip's transform puts an image of this size: resized size, crop start.
+
+        The resize follows torchvision's ``Resize(int)`` (shortest side to size, longer side
+        truncated) or open_clip's ``ResizeKeepRatio`` (each side rounded); the crop or padding
+        follows ``center_crop_or_pad`` (negative offsets are padding before the image).
+        """
         if self.resize_mode == "squash":
-            return list(self.size)
-        if self.resize_mode == "shortest" and self.size[0] == self.size[1]:
-            # torchvision's Resize(int): shortest side -> size, longer side truncated.
-            return [self.size[0]]
-        # open_clip's ResizeKeepRatio: scale by the shorter (longest=0) or longer (longest=1)
-        # side's ratio, rounding each side.
-        ratio_h, ratio_w = height / self.size[0], width / self.size[1]
-        ratio = max(ratio_h, ratio_w) if self.resize_mode == "longest" else min(ratio_h, ratio_w)
-        return [round(height / ratio), round(width / ratio)]
+            resized = self.size
+        elif self.resize_mode == "shortest" and self.size[0] == self.size[1]:
+            side = self.size[0]
+            if width <= height:
+                resized = (int(side * height / width), side)
+            else:
+                resized = (side, int(side * width / height))
+        else:
+            ratio_h, ratio_w = height / self.size[0], width / self.size[1]
+            longest = self.resize_mode == "longest"
+            ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
+            resized = (round(height / ratio), round(width / ratio))
+        top, left = (_crop_start(r, s) for r, s in zip(resized, self.size, strict=True))
+        return Placement(height=resized[0], width=resized[1], top=top, left=left)
 
     def resize_batch(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """uint8 (3, H, W) images of any sizes -> one uint8 (N, 3, *size) batch, input order."""
-        if not images:
-            return torch.empty((0, 3, *self.size), dtype=torch.uint8)
-        by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, image in enumerate(images):
-            by_shape[tuple(image.shape[-2:])].append(i)
-        out = torch.empty((len(images), 3, *self.size), dtype=torch.uint8, device=images[0].device)
-        interpolation = (
-            InterpolationMode.BILINEAR
-            if self.interpolation == "bilinear"
-            else InterpolationMode.BICUBIC
-        )
-        for (height, width), indices in by_shape.items():
-            group = torch.stack([images[i] for i in indices])
-            resized = F.resize(
-                group, self.resize_target(height, width), interpolation, antialias=True
-            )
-            out[indices] = center_crop_or_pad(resized, list(self.size), fill=self.fill_color)
-        return out
+        placements = [self.placement(*image.shape[-2:]) for image in images]
+        return resample_batch(images, placements, self.size, self._resize_filter, self.fill_color)
+
+    @property
+    def _resize_filter(self) -> str:
+        # open_clip builds ResizeKeepRatio without its interpolation argument for a non-square
+        # "shortest" size, so that case is always bicubic there.
+        if self.resize_mode == "shortest" and self.size[0] != self.size[1]:
+            return "bicubic"
+        return self.interpolation
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float32 ``(x / 255 - mean) / std`` on the batch's device."""
-        mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1)
+        mean, std = self._constants(batch.device)
         return (batch.float() / 255.0 - mean) / std
+
+    @cached_property
+    def _constants_by_device(self) -> dict[torch.device, tuple[torch.Tensor, torch.Tensor]]:
+        return {}
+
+    def _constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made once per device: building them per batch copied two host lists to the GPU,
+        # and each such copy waits for everything queued before it (the previous batch's
+        # forward pass), so the model never ran ahead of the Python loop.
+        constants = self._constants_by_device.get(device)
+        if constants is None:
+            constants = (
+                torch.tensor(self.mean, device=device).view(1, 3, 1, 1),
+                torch.tensor(self.std, device=device).view(1, 3, 1, 1),
+            )
+            self._constants_by_device[device] = constants
+        return constants
+
+
+def _crop_start(resized: int, out: int) -> int:
+    """First resized pixel in the output: ``center_crop_or_pad``'s offset, minus any padding."""
+    if resized < out:
+        return -((out - resized) // 2)
+    return round((resized - out) / 2.0)  # Python's round, as center_crop_or_pad uses

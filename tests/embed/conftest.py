@@ -26,15 +26,18 @@ def tiny_model_name(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(tiny_model_name: str) -> ClipEncoder:
+def tiny_spec(tiny_model_name: str) -> ModelSpec:
     # batch_size 3 over 7 images gives a partial last batch and read-ahead across batches;
     # fp32 so that exactness tests compare like with like (auto precision is tested apart).
-    return ClipEncoder.load(
-        ModelSpec(
-            model_name=tiny_model_name,
-            pretrained=None,
-            precision="fp32",
-            batch_size=3,
-            num_workers=2,
-        )
+    return ModelSpec(
+        model_name=tiny_model_name,
+        pretrained=None,
+        precision="fp32",
+        batch_size=3,
+        num_workers=2,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_spec: ModelSpec) -> ClipEncoder:
+    return ClipEncoder.load(tiny_spec)

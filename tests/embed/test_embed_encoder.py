@@ -189,8 +189,17 @@ def test_unknown_tag_error_names_the_tag(tiny_config_name):
         ClipEncoder.load(ModelSpec(model_name=tiny_config_name, pretrained="no_such_tag"))
 
 
+def test_device_preprocessing_embeds_like_the_pillow_path(tiny_spec, tiny_encoder, jpegs):
+    """The GPU path's decode and batched resampling, run on the CPU through the encoder."""
+    on_device = ClipEncoder.load(replace(tiny_spec, preprocess="device"))
+    assert on_device.identity["preprocessing"]["implementation"].startswith("torchvision")
+    assert tiny_encoder.identity["preprocessing"]["implementation"].startswith("Pillow")
+    cosine = np.sum(on_device.encode_images(jpegs) * tiny_encoder.encode_images(jpegs), axis=1)
+    assert cosine.min() >= 0.9999
+
+
 def test_spec_rejects_unknown_device_and_precision(tiny_model_name):
     spec = ModelSpec(model_name=tiny_model_name, pretrained=None)
-    for bad in ({"device": "tpu"}, {"precision": "int8"}, {"batch_size": 0}):
+    for bad in ({"device": "tpu"}, {"precision": "int8"}, {"batch_size": 0}, {"preprocess": "gpu"}):
         with pytest.raises(ValueError):
             replace(spec, **bad)
