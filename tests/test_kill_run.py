@@ -46,6 +46,7 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
     return None
 
 
+@pytest.mark.timeout(600)
 def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_name: str) -> None:
     routes = {f"/img/{i}.jpg": image(images.jpeg(320, 240, seed=i)) for i in range(7)}
     # Last row of the second partition: slow enough to kill the run while it downloads.
