@@ -22,6 +22,7 @@ from clip_assets.embed.identity import made_from, with_identity
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import model_line
 from clip_assets.graph.partition_runs import run_partitions
+from clip_assets.graph.progress import StepProgress
 from clip_assets.index.verification import check_embeddings
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
@@ -71,7 +72,13 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
         written; the model is loaded once for all partitions of the run; stored embeddings
         made by the same model from the same ok images are kept, not computed again.
         """
+        context.log.info(f"loading {clip_model.model_name} / {clip_model.pretrained or 'no tag'}")
+        loading = time.monotonic()
         encoder = clip_model.get_encoder()
+        context.log.info(
+            f"loaded {model_line(encoder.identity)} on {encoder.device} in "
+            f"{time.monotonic() - loading:.1f}s"
+        )
         checked: dict[str, dict] = {}
 
         def kept(key: str, images_digest: str | None) -> dict | None:
@@ -98,8 +105,17 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                 return existing
             images = storage.read_table(source)
             started = time.monotonic()
-            table = embed_images(images, encoder, dtype=clip_model.output_dtype)
+            progress = StepProgress(context.log.info, key, None, "images embedded")
+
+            def on_progress(done: int, total: int) -> None:
+                rate = done / max(time.monotonic() - started, 1e-9)
+                progress.update(done, f"of {total}, {rate:.0f} images/s")
+
+            table = embed_images(
+                images, encoder, dtype=clip_model.output_dtype, on_progress=on_progress
+            )
             elapsed = time.monotonic() - started
+            progress.close(f"{table.num_rows / max(elapsed, 1e-9):.1f} images/s")
             passed, check = check_embeddings(table, dim=encoder.dim)
             if not passed:
                 # Nothing is written: a NaN or off-norm vector must never reach the index.

@@ -9,7 +9,7 @@ within about 1e-3).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +22,15 @@ from clip_assets.schemas import embeddings_schema
 DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
 
 
-def embed_images(images: pa.Table, encoder: ClipEncoder, *, dtype: str = "float32") -> pa.Table:
-    """Embed the ``ok`` rows of ``images``; ``dtype`` is "float32" (default) or "float16".
+def embed_images(
+    images: pa.Table,
+    encoder: ClipEncoder,
+    *,
+    dtype: str = "float32",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> pa.Table:
+    """Embed the ``ok`` rows of ``images``; ``dtype`` is "float32" (default) or "float16";
+    ``on_progress(done, total)`` follows the batches.
 
     Raises ``ValueError`` naming the row's uid when an ``ok`` row's image cannot be decoded:
     the images stage promises decodable bytes, so that is a bug to surface, not a row to drop.
@@ -33,7 +40,8 @@ def embed_images(images: pa.Table, encoder: ClipEncoder, *, dtype: str = "float3
     np_dtype, pa_dtype = DTYPES[dtype]
     ok = images.filter(pc.and_(pc.equal(images["status"], "ok"), pc.is_valid(images["image"])))
     try:
-        vectors = encoder.encode_images(_BytesColumn(ok["image"].combine_chunks()))
+        report = None if on_progress is None else lambda done: on_progress(done, ok.num_rows)
+        vectors = encoder.encode_images(_BytesColumn(ok["image"].combine_chunks()), report)
     except ImageDecodeError as err:
         uid = ok["uid"][err.index].as_py()
         raise ValueError(f"row uid={uid} has status ok but its image does not decode") from err

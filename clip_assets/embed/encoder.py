@@ -78,9 +78,12 @@ class ClipEncoder:
         spec = spec or ModelSpec()
         return cls(load_model(spec), spec)
 
-    def encode_images(self, images: Sequence[bytes]) -> np.ndarray:
-        """Encoded image bytes -> (N, dim) float32, L2-normalised; raises ImageDecodeError."""
-        return self._encode_pixel_batches(self._prepare_bytes, images)
+    def encode_images(
+        self, images: Sequence[bytes], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Encoded image bytes -> (N, dim) float32, L2-normalised; raises ImageDecodeError.
+        ``on_batch(done)`` is told how many images are embedded after each batch."""
+        return self._encode_pixel_batches(self._prepare_bytes, images, on_batch)
 
     def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
         """PIL images (any mode, converted to RGB) -> (N, dim) float32, L2-normalised."""
@@ -98,9 +101,13 @@ class ClipEncoder:
         return self._to_numpy(out)
 
     def _encode_pixel_batches(
-        self, prepare: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T]
+        self,
+        prepare: Callable[[Sequence[T]], torch.Tensor],
+        items: Sequence[T],
+        on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         out = []
+        done = 0
         batches = prefetch(prepare, _chunks(items, self._spec.batch_size), self._spec.num_workers)
         with torch.inference_mode():
             for pixels in batches:
@@ -112,6 +119,9 @@ class ClipEncoder:
                 with self._autocast(self._autocast_dtype):
                     features = self._model.encode_image(x)
                 out.append(F.normalize(features.float(), dim=-1))
+                done += int(pixels.shape[0])  # a shape, no device sync
+                if on_batch is not None:
+                    on_batch(done)
         return self._to_numpy(out)
 
     def _prepare_bytes(self, chunk: Sequence[bytes]) -> torch.Tensor:
