@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 
 import httpx
@@ -167,58 +166,3 @@ def test_guarded_backend_refuses_at_connect_time(settings) -> None:
     with pytest.raises(httpx.ConnectError) as caught:
         asyncio.run(connect())
     assert isinstance(caught.value.__context__, RefusedAddress)
-
-
-def test_guarded_backend_falls_back_to_the_next_checked_address(settings) -> None:
-    """A host may publish an address that does not answer; the next one is tried."""
-
-    class TwoAddresses(Resolver):
-        @staticmethod
-        async def _resolve(host: str, port: int) -> list[str]:
-            return ["127.0.0.2", "127.0.0.1"]  # nothing listens on .2: refused at once
-
-    async def fetch(url: str) -> int:
-        backend = GuardedBackend(TwoAddresses(replace(settings, allow_private_addresses=True)))
-        async with httpx.AsyncClient() as client:
-            client._transport._pool._network_backend = backend
-            return (await client.get(url)).status_code
-
-    with ImageServer({"/a.jpg": image(JPEG)}) as srv:
-        assert asyncio.run(fetch(f"http://two.test:{srv.port}/a.jpg")) == 200
-
-
-def test_one_dns_lookup_per_host_however_many_urls_wait(settings) -> None:
-    calls: list[str] = []
-
-    class Counting(Resolver):
-        @staticmethod
-        async def _resolve(host: str, port: int) -> list[str]:
-            calls.append(host)
-            await asyncio.sleep(0.05)
-            return ["93.184.216.34"]
-
-    async def check_many() -> list[tuple[list[str], str | None]]:
-        resolver = Counting(settings)
-        targets = [parse_url(f"http://example.com/{i}.jpg") for i in range(20)]
-        return await asyncio.gather(*(resolver.check(t) for t in targets))
-
-    answers = asyncio.run(check_many())
-    assert calls == ["example.com"] and answers[0] == (["93.184.216.34"], None)
-
-
-@pytest.mark.parametrize(
-    ("error", "reason", "lookups"),
-    [(socket.EAI_NONAME, "dns_not_found", 1), (socket.EAI_AGAIN, "dns_error", 3)],
-)
-def test_dns_failures(settings, monkeypatch, error: int, reason: str, lookups: int) -> None:
-    """A name that does not exist is final; a failing resolver is asked again on retry.
-    (getaddrinfo is replaced so no query leaves the machine.)"""
-    asked: list[str] = []
-
-    def getaddrinfo(host, *args, **kwargs):
-        asked.append(host)
-        raise socket.gaierror(error, "stand-in resolver")
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    row = download_one("http://images.example.com/a.jpg", settings)
-    assert (row["reason"], row["attempts"], len(asked)) == (reason, lookups, lookups)
