@@ -177,7 +177,8 @@ class ImageServer:
     """``with ImageServer(routes) as srv: srv.url("/a.jpg")``.
 
     ``latency_s`` delays every request (a stand-in for a far-away host); ``tls`` (a server-side
-    SSL context) serves https instead of http. ``routes`` may be
+    SSL context) serves https instead of http; ``port`` 0 picks a free port (a given one lets a
+    restarted server answer the same URLs). ``routes`` may be
     extended with ``srv.routes[path] = route`` after start (e.g. redirects to ``srv.url``).
     """
 
@@ -186,8 +187,10 @@ class ImageServer:
         routes: dict[str, Route] | None = None,
         latency_s: float = 0.0,
         tls: ssl.SSLContext | None = None,
+        port: int = 0,
     ) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
+        self._port = port
         self.latency_s = latency_s
         self.tls = tls
         self.hits: Counter[str] = Counter()
@@ -210,8 +213,8 @@ class ImageServer:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> ImageServer:
-        """Binds an ephemeral port on 127.0.0.1 and serves from a daemon thread."""
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        """Binds ``port`` (0: an ephemeral one) on 127.0.0.1 and serves from a daemon thread."""
+        self._httpd = _Server(("127.0.0.1", self._port), _Handler)
         if self.tls is not None:
             # Handshake in the handler thread, so a silent client cannot stall accept().
             self._httpd.socket = self.tls.wrap_socket(
