@@ -166,3 +166,54 @@ def test_guarded_backend_refuses_at_connect_time(settings) -> None:
     with pytest.raises(httpx.ConnectError) as caught:
         asyncio.run(connect())
     assert isinstance(caught.value.__context__, RefusedAddress)
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://bücher.example/a.jpg", "xn--bcher-kva.example"),
+        ("http://xn--bcher-kva.example/a.jpg", "xn--bcher-kva.example"),
+        ("http://XN--BCHER-KVA.Example./a.jpg", "xn--bcher-kva.example"),
+        ("http://例え.テスト/a.jpg", "xn--r8jz45g.xn--zckzah"),
+        ("http://img_cdn.example/a.jpg", "img_cdn.example"),
+    ],
+)
+def test_internationalised_names_are_encoded_not_refused(url: str, host: str) -> None:
+    assert parse_url(url).host == host
+
+
+@pytest.mark.parametrize("url", ["http://xn--zz.example/", "http://a..b/", "http://-a.example/"])
+def test_malformed_names_are_bad_urls(url: str) -> None:
+    assert parse_url(url) == "bad_url"
+
+
+def test_an_idn_host_is_fetched(settings, dns) -> None:
+    dns.set("xn--bcher-kva.test", ["127.0.0.1"])
+    with ImageServer({"/a.jpg": image(JPEG)}) as srv:
+        allowed = replace(settings, allowed_hosts=("xn--bcher-kva.test",))
+        row = download_one(f"http://bücher.test:{srv.port}/a.jpg", allowed)
+        assert srv.hits["/a.jpg"] == 1
+    assert row["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::ffff:93.184.216.34", True),
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:5db8:d822::", True),  # 6to4 of 93.184.216.34
+        ("64:ff9b::10.0.0.1", False),  # NAT64 well-known prefix
+        ("64:ff9b::169.254.169.254", False),
+        ("64:ff9b::93.184.216.34", True),
+        ("64:ff9b:1::a00:1", False),  # NAT64 local-use prefix
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo, client 192.0.2.45
+        ("2001:0:4136:e378:8000:63bf:a2b2:2727", True),  # Teredo, client 93.77.216.216
+        ("::10.0.0.1", False),  # IPv4-compatible (deprecated)
+        ("::ffff:0:10.0.0.1", False),  # IPv4-translated
+        ("::", False),
+    ],
+)
+def test_ipv6_forms_embedding_ipv4_are_judged_by_it(address: str, public: bool) -> None:
+    assert is_public(address) is public
