@@ -7,7 +7,8 @@ never raises for a bad name or a bad server and counts lookups, cache hits and f
 in ``stats``. Guarantees: at most one lookup per name is under way however many URLs wait on
 it; answers are kept for their TTL held between ``dns_min_ttl_s`` and ``dns_max_ttl_s``
 (NXDOMAIN and empty answers for the zone's negative TTL, RFC 2308, held the same way); server
-failures and timeouts are not kept, so a retry asks again; the cache holds at most
+failures and timeouts are not kept, so a retry asks again (a round of SERVFAILs from every
+server is asked once more within the lookup); the cache holds at most
 ``MAX_CACHED_NAMES`` names, least recently used out first.
 
 Why dnspython's asyncio resolver (``resolver="dns"``): getaddrinfo blocks a thread per lookup
@@ -44,6 +45,11 @@ MAX_CACHED_NAMES = 65_536
 #: Once one address family has answered, how long the other may still take (RFC 8305's
 #: "resolution delay"): a server that drops AAAA queries must not cost every host a timeout.
 SECOND_FAMILY_GRACE_S = 0.05
+#: dnspython moves to the next server on SERVFAIL; when every server has failed, the whole
+#: round is tried once more after a pause, since resolvers often fail a query now and answer
+#: it a moment later (the cost for a truly broken zone: one more query per server).
+SERVER_FAILURE_ROUNDS = 2
+SERVER_FAILURE_PAUSE_S = 0.1
 
 # getaddrinfo's answers for a name that does not exist (as opposed to a resolver failing).
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
@@ -144,6 +150,15 @@ class _DnsServers:
         return _combine([t.result() for t in queries if t.done() and not t.cancelled()])
 
     async def _query(self, name: dns.name.Name, rdtype: str) -> Answer:
+        for round_ in range(SERVER_FAILURE_ROUNDS):
+            if round_:
+                await asyncio.sleep(SERVER_FAILURE_PAUSE_S)
+            answer = await self._query_once(name, rdtype)
+            if answer.kind != "server_failure":
+                break
+        return answer
+
+    async def _query_once(self, name: dns.name.Name, rdtype: str) -> Answer:
         try:
             answer = await self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN as exc:

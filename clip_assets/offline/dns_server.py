@@ -128,8 +128,10 @@ class DnsServer:
             self.queries[(name, kind)] += 1
             unlucky = self._random.random() < self.fail_share
         failure = self.fail_with if unlucky else None
-        failure = "servfail" if name in self.servfail else failure
-        failure = "silent" if name in self.silent else failure
+        if name in self.servfail:
+            failure = "servfail"
+        if name in self.silent:
+            failure = "silent"
         if failure == "silent":
             return None
         response = dns.message.make_response(query)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpcore
 import httpx
 import pytest
-from download_helpers import download_one
+from download_helpers import download_one, download_shard, metadata
 
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.network_stats import NetworkStats
@@ -68,7 +68,8 @@ def test_nxdomain_is_cached_and_servfail_is_asked_again(settings) -> None:
     with DnsServer({"ok.test": ["127.0.0.1"]}, servfail=["broken.test"]) as dns:
         hosts = ["gone.test", "gone.test", "broken.test", "broken.test"]
         answers, stats = checked(using(dns, settings), hosts)
-        assert (dns.asked("gone.test"), dns.asked("broken.test")) == (2, 4)
+        # broken.test: two lookups of A and AAAA, each asked a second round after SERVFAIL.
+        assert (dns.asked("gone.test"), dns.asked("broken.test")) == (2, 8)
     assert [reason for _, reason in answers] == ["dns_not_found"] * 2 + ["dns_error"] * 2
     assert stats.dns_failures == {"nxdomain": 1, "server_failure": 2}
     assert (stats.dns_lookups, stats.dns_cache_hits) == (3, 1)
@@ -163,7 +164,8 @@ def test_dns_failures_in_the_images_table(settings, name, reason, attempts) -> N
     """A name that does not exist is final; a failing server is asked again on retry."""
     with DnsServer(servfail=["broken.test"]) as dns:
         row = download_one(f"http://{name}/a.jpg", using(dns, settings))
-        assert dns.asked(name) == 2 * attempts  # A and AAAA per lookup
+        rounds = 2 if name == "broken.test" else 1  # SERVFAIL: every server asked twice
+        assert dns.asked(name) == 2 * attempts * rounds  # A and AAAA per lookup
     assert (row["status"], row["reason"], row["attempts"]) == ("failed", reason, attempts)
 
 
@@ -198,3 +200,17 @@ def test_dns_server_settings_are_validated() -> None:
             DownloadSettings(dns_servers=(bad,))
     with pytest.raises(ValueError, match="resolver"):
         DownloadSettings(resolver="magic")
+
+
+def test_a_share_of_failed_queries_is_retried_into_success(settings, tmp_path) -> None:
+    """The test server fails 40% of queries at random: a URL's retries ask again."""
+    zone = {f"h{i}.test": ["127.0.0.1"] for i in range(10)}
+    with (
+        DnsServer(zone, fail_share=0.4, seed=1) as dns,
+        ImageServer({"/a.jpg": image(JPEG)}) as srv,
+    ):
+        urls = [f"http://h{i}.test:{srv.port}/a.jpg" for i in range(10)]
+        patient = replace(using(dns, settings), retries=4)
+        table = download_shard(metadata(urls), patient)
+        assert sum(dns.queries.values()) > 20  # some were asked more than once
+    assert table["status"].to_pylist() == ["ok"] * 10, table["reason"].to_pylist()
