@@ -18,7 +18,7 @@ class NetworkStats:
     ``dns_lookups``: names sent to a resolver; ``dns_cache_hits``: times an address was
     needed (a URL's check, a new connection) and came from the cache or a lookup already under
     way; ``dns_failures``: lookups that failed, by kind (``nxdomain``, ``no_address``,
-    ``server_failure``, ``timeout``); ``hosts_unreachable``: hosts whose breaker opened;
+    ``server_failure``, ``timeout``); ``hosts_unreachable``: times a host's breaker opened;
     ``site_files_fetched``: robots.txt and tdmrep.json files requested, one per host each;
     ``robots_txt_unreachable``: hosts whose robots.txt failed (5xx, timeout), so none of their
     URLs was fetched.
