@@ -333,6 +333,34 @@ def test_changed_output_settings_fetch_the_partition_again(built) -> None:
     assert restored.success
 
 
+def test_download_health_warns_without_blocking(built) -> None:
+    """The images check passes on a healthy run and warns, with advice, under strict
+    thresholds; the materialization goes through either way."""
+    graph = DatasetGraph(built["spec"])
+    key = built["run"].partitions[0]
+    outcomes = []
+    strict = {"health_min_rows": 1, "health_min_success_rate": 0.99}
+    for config in ({"refetch": True}, {"refetch": True, **strict}):
+        result = materialize(
+            dataset_assets(graph),
+            instance=built["instance"],
+            resources=built["resources"],
+            selection=[graph.key("images")],
+            partition_key=key,
+            run_config={"ops": {"sample__images": {"config": config}}},
+        )
+        assert result.success
+        (evaluation,) = result.get_asset_check_evaluations()
+        outcomes.append((evaluation.check_name, evaluation.passed, evaluation.severity.value))
+        problems = evaluation.metadata["problems"].value
+    assert outcomes == [("download_health", True, "WARN"), ("download_health", False, "WARN")]
+    assert problems.startswith(f"{key}: success rate") and "under 99%" in problems
+    (materialization,) = result.asset_materializations_for_node("sample__images")
+    assert {"dns_lookups", "hosts_unreachable", "dns_cache_hit_rate"} <= set(
+        materialization.metadata
+    )
+
+
 def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:
     """Last: it damages the built files."""
     graph = DatasetGraph(built["spec"])
