@@ -11,7 +11,8 @@ with a robots.txt disallowing ``/private/`` (127.0.0.5, where a third of their U
 listeners share one port and run in a child process, which also counts what reaches them.
 
 Each tool run reports: URLs ok out of those that can succeed (alive host, and for us not
-disallowed by robots.txt), opted out, wall time, connections the silent hosts accepted (each
+disallowed by robots.txt), opted out, wall time and CPU seconds of the tool's process tree (the
+figure other work on the machine distorts least), connections the silent hosts accepted (each
 one a timeout waited out), lookups (queries our DNS server received; our own count of lookups
 and the cache hit rate). Ours runs with its defaults (every run: 2 workers, our DNS server), then
 without the breaker, without robots.txt, without both (img2dataset's behaviour), and with the
@@ -163,6 +164,7 @@ class Result:
     can_succeed: int
     opted_out: int
     wall_s: float
+    cpu_s: float
     silent_connections: int
     dns_queries: int
     lookups: str
@@ -175,6 +177,7 @@ class Result:
             f"{self.ok / self.can_succeed:.1%}",
             self.opted_out,
             f"{self.wall_s:.1f}",
+            f"{self.cpu_s:.1f}",
             self.silent_connections,
             self.dns_queries,
             self.lookups,
@@ -188,19 +191,20 @@ HEADER = [
     "rate",
     "opted out",
     "wall s",
+    "CPU s",
     "silent-host conns",
     "DNS queries",
     "our lookups (hit rate)",
 ]
 
 
-def run_ours(urls: Path, out: Path, settings: dict) -> tuple[dict, float]:
+def run_ours(urls: Path, out: Path, settings: dict) -> tuple[dict, h.Measured]:
     command = [str(h.OUR_PYTHON), str(Path(__file__).with_name("_run_ours.py")), "download"]
     measured = h.run_measured([*command, str(urls), str(out), json.dumps(settings)])
-    return h.last_json(measured.stdout), measured.wall_s
+    return h.last_json(measured.stdout), measured
 
 
-def run_img2dataset(urls: Path, out: Path, threads: int) -> tuple[list[str], float]:
+def run_img2dataset(urls: Path, out: Path, threads: int) -> tuple[list[str], h.Measured]:
     command = [
         str(h.PEERS_PYTHON.with_name("img2dataset")),
         f"--url_list={urls}",
@@ -221,7 +225,7 @@ def run_img2dataset(urls: Path, out: Path, threads: int) -> tuple[list[str], flo
     for part in out.glob("*.parquet"):
         table = pq.read_table(part, columns=["url", "status"])
         ok_urls += [u for u, s in zip(*table.to_pydict().values(), strict=True) if s == "success"]
-    return ok_urls, measured.wall_s
+    return ok_urls, measured
 
 
 def with_hosts_file(web: Web):
@@ -290,7 +294,7 @@ def main() -> None:
                 robots = settings.get("respect_robots_txt", True)
                 can = sum(web.can_succeed(host, path, robots) for host, path in web.urls)
                 before_conn, before_q = servers.silent_connections(), sum(dns.queries.values())
-                report, wall = run_ours(url_list, work / f"ours-{name}.parquet", settings)
+                report, measured = run_ours(url_list, work / f"ours-{name}.parquet", settings)
                 hit_rate = report["dns_cache_hit_rate"]
                 results.append(
                     Result(
@@ -299,7 +303,8 @@ def main() -> None:
                         report["ok"],
                         can,
                         report["opted_out"],
-                        wall,
+                        measured.wall_s,
+                        measured.cpu_s,
                         servers.silent_connections() - before_conn,
                         sum(dns.queries.values()) - before_q,
                         f"{report['dns_lookups']} ({hit_rate:.0%})",
@@ -310,7 +315,7 @@ def main() -> None:
             if not args.skip_peer:
                 before_conn = servers.silent_connections()
                 out = work / "img2dataset"
-                ok_urls, wall = run_img2dataset(url_list, out, args.i2d_threads)
+                ok_urls, measured = run_img2dataset(url_list, out, args.i2d_threads)
                 can = sum(web.can_succeed(host, path, False) for host, path in web.urls)
                 results.append(
                     Result(
@@ -319,7 +324,8 @@ def main() -> None:
                         len(ok_urls),
                         can,
                         0,
-                        wall,
+                        measured.wall_s,
+                        measured.cpu_s,
                         servers.silent_connections() - before_conn,
                         0,
                         "system resolver",

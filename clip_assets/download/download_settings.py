@@ -102,7 +102,7 @@ class DownloadSettings:
     dns_timeout_s: float = 2.0
     dns_min_ttl_s: float = 60.0
     dns_max_ttl_s: float = 3600.0
-    host_failure_limit: int = 5
+    host_failure_limit: int = 3
     respect_robots_txt: bool = True
     tdmrep_well_known: bool = False
 

@@ -22,6 +22,7 @@ served ~260 requests/s at ~1.5 ms of client CPU each; 8 clients of 8 connections
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import random
@@ -70,6 +71,7 @@ class Fetcher:
         self._global = asyncio.Semaphore(concurrency)
         self._per_host = per_host
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._probes: dict[str, asyncio.Semaphore] = {}
         self.stats = NetworkStats()
         self._resolver = Resolver(settings, self.stats)
         self._breaker = HostBreaker(settings.host_failure_limit, self.stats)
@@ -143,7 +145,7 @@ class Fetcher:
             refused = await self._refusal(target, site_rules)
             if refused is not None:
                 return refused
-            async with self._host_slot(target.host), self._global:
+            async with self._host_slot(target.host), self._first_contact(target.host), self._global:
                 if self._breaker.is_open(target.host):  # it opened while this one waited
                     return Fetched(reason=reasons.HOST_UNREACHABLE)
                 result = await self._request(target, read)
@@ -176,6 +178,17 @@ class Fetcher:
         if slot is None:
             slot = self._hosts[host] = asyncio.Semaphore(self._per_host)
         return slot
+
+    def _first_contact(self, host: str) -> contextlib.AbstractAsyncContextManager:
+        """At most ``host_failure_limit`` requests at a time to a host that has not answered
+        yet: if it is dead, the breaker opens before more are sent."""
+        if self._breaker.limit == 0 or self._breaker.proven(host):
+            self._probes.pop(host, None)
+            return contextlib.nullcontext()
+        probe = self._probes.get(host)
+        if probe is None:
+            probe = self._probes[host] = asyncio.Semaphore(self._breaker.limit)
+        return probe
 
     async def _request(self, target: Target, read: Read) -> Fetched:
         """One HTTP GET under the total time limit; maps every failure to a reason."""

@@ -20,7 +20,7 @@ from clip_assets.download.reasons import is_transient
 from clip_assets.download.shard_download import download_shard_to_file, retry_failed_to_file
 from clip_assets.download.summary import summarize
 from clip_assets.offline import images
-from clip_assets.offline.image_server import ImageServer, hang, image, status
+from clip_assets.offline.image_server import ImageServer, hang, image, slow, status
 
 JPEG = images.jpeg(100, 80, 1)
 
@@ -47,6 +47,19 @@ def test_the_breaker_opens_after_the_limit_and_sends_nothing_more(sequential) ->
     assert table["reason"].to_pylist() == ["timeout"] * 2 + ["host_unreachable"] * 6
     assert set(table["status"].to_pylist()) == {"failed"} and is_transient("host_unreachable")
     assert table["attempts"].to_pylist() == [1] * 8
+
+
+def test_a_host_that_never_answered_gets_only_limit_requests_at_once(sequential) -> None:
+    """With 8 allowed in flight, a dead host still sees only ``host_failure_limit`` requests:
+    until a host has answered, no more than that are sent to it at a time."""
+    wide = replace(sequential, per_host_concurrency=8, host_failure_limit=3)
+    with ImageServer({f"/{i}.jpg": hang() for i in range(8)}) as srv:
+        table = download_shard(metadata([srv.url(f"/{i}.jpg") for i in range(8)]), wide)
+        assert sum(srv.hits.values()) == 3
+    with ImageServer({f"/{i}.jpg": slow(image(JPEG), 0.2) for i in range(8)}) as srv:
+        alive = download_shard(metadata([srv.url(f"/{i}.jpg") for i in range(8)]), wide)
+    assert table["reason"].to_pylist() == ["timeout"] * 3 + ["host_unreachable"] * 5
+    assert alive["status"].to_pylist() == ["ok"] * 8
 
 
 def test_an_answer_closes_the_breaker(sequential) -> None:
