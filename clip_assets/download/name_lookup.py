@@ -120,7 +120,13 @@ class _DnsServers:
     """Asks the configured servers for A and AAAA records at once."""
 
     def __init__(self, settings: DownloadSettings) -> None:
-        resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
+        try:
+            resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
+        except dns.resolver.NoResolverConfiguration as exc:
+            raise ValueError(
+                "no DNS server: /etc/resolv.conf names none; set dns_servers, or "
+                "resolver='system'"
+            ) from exc
         if settings.dns_servers:
             resolver.nameservers = [
                 dns.nameserver.Do53Nameserver(*dns_server_address(server))
