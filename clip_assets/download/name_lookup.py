@@ -124,8 +124,7 @@ class _DnsServers:
             resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
         except dns.resolver.NoResolverConfiguration as exc:
             raise ValueError(
-                "no DNS server: /etc/resolv.conf names none; set dns_servers, or "
-                "resolver='system'"
+                "no DNS server: /etc/resolv.conf names none; set dns_servers, or resolver='system'"
             ) from exc
         if settings.dns_servers:
             resolver.nameservers = [
