@@ -8,8 +8,9 @@
 
 Prints one JSON line: ``load_s`` (model load, embed only), ``stage_s`` (the stage call
 alone; for download it includes writing the file, which happens as rows finish), ``rows`` and
-``ok`` (rows with status ok / embeddings written), and for embed the ``precision`` and
-``device`` the encoder resolved.
+``ok`` (rows with status ok / embeddings written), for download the rest of the images summary
+(reasons, DNS figures, ...), and for embed the ``precision`` and ``device`` the encoder
+resolved.
 """
 
 from __future__ import annotations
@@ -41,14 +42,19 @@ def metadata_from_url_list(path: Path) -> pa.Table:
 def download(urls: Path, out: Path, settings_json: str) -> dict[str, object]:
     from clip_assets.download.download_settings import DownloadSettings
     from clip_assets.download.shard_download import download_shard_to_file
+    from clip_assets.download.summary import summarize_file
 
-    settings = DownloadSettings(**json.loads(settings_json))
+    values = json.loads(settings_json)
+    for name in ("allowed_hosts", "dns_servers"):
+        if name in values:
+            values[name] = tuple(values[name])
+    settings = DownloadSettings(**values)
     metadata = metadata_from_url_list(urls)
     start = time.perf_counter()
-    download_shard_to_file(metadata, settings, out)
+    network = download_shard_to_file(metadata, settings, out)
     stage_s = time.perf_counter() - start
-    statuses = pq.read_table(out, columns=["status"]).column("status").to_pylist()
-    return {"stage_s": stage_s, "rows": len(statuses), "ok": statuses.count("ok")}
+    summary = summarize_file(out, stage_s, network)
+    return {"stage_s": stage_s, "rows": summary["attempted"], **summary}
 
 
 def embed(images_path: Path, out: Path, spec_json: str) -> dict[str, object]:

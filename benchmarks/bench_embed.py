@@ -1,9 +1,9 @@
 """Our embeddings stage vs clip-retrieval's ``clip_inference``: same images, same weights, one run.
 
-The images are what our images stage stores: ``--n`` photo-like JPEGs of web-like sizes,
-downloaded by ``download_shard`` from a loopback server (no latency) and so resized to a 256 px
-shortest side, JPEG quality 95. Ours reads that images table; clip-retrieval reads the same
-JPEG bytes written as a folder of files (``input_format=files``).
+The images are what our images stage stores: ``--n`` photo-like JPEGs of web-like sizes, downloaded
+by ``download_shard_to_file`` from a loopback server (no latency) and so resized to a 256 px
+shortest side, JPEG quality 95. Ours reads that images table; clip-retrieval reads the same JPEG
+bytes written as a folder of files (``input_format=files``).
 
 The model is ViT-B-32 with seeded random weights saved as the real checkpoint of
 ``laion2b_s34b_b79k`` in a temporary ``HF_HOME``: ours loads it by its production tag,
@@ -77,7 +77,7 @@ def stored_images(n: int, pool: Path, source: str) -> pa.Table:
     """``n`` rows as our images stage stores them (IMAGES_SCHEMA), all status ok."""
     if source == "stage":
         from clip_assets.download.download_settings import DownloadSettings
-        from clip_assets.download.shard_download import download_shard
+        from clip_assets.download.shard_download import download_shard_to_file
         from clip_assets.schemas import METADATA_SCHEMA
 
         with h.ServerProcess(pool, latency_s=0.0) as server:
@@ -99,7 +99,11 @@ def stored_images(n: int, pool: Path, source: str) -> pa.Table:
                 },
                 schema=METADATA_SCHEMA,
             )
-            images = download_shard(metadata, DownloadSettings(allowed_hosts=("127.0.0.1",)))
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "images.parquet"
+                settings = DownloadSettings(allowed_hosts=("127.0.0.1",))
+                download_shard_to_file(metadata, settings, path)
+                images = pq.read_table(path)
         statuses = images.column("status").to_pylist()
         if statuses.count("ok") != n:
             raise RuntimeError(f"images stage stored {statuses.count('ok')} of {n} images")

@@ -224,24 +224,28 @@ def test_new_embeddings_partition_triggers_an_index_rebuild(built) -> None:
         assert after.get_num_requested(graph.key(stage)) == 0, stage
 
 
-def test_retry_failed_only_refetches_transient_failures(built) -> None:
+def materialize_images(built, key: str, config: dict):
+    """One run of the images asset alone for partition ``key`` with this run config."""
     graph = DatasetGraph(built["spec"])
-    key = built["run"].partitions[0]
-    path = built["root"] / "images" / f"{key}.parquet"
-    before = pq.read_table(path)
-    server = built["server"]
-    hits = dict(server.hits)
-    result = materialize(
+    return materialize(
         dataset_assets(graph),
         instance=built["instance"],
         resources=built["resources"],
         selection=[graph.key("images")],
         partition_key=key,
-        run_config={"ops": {"sample__images": {"config": {"retry_failed_only": True}}}},
+        run_config={"ops": {"sample__images": {"config": config}}},
     )
-    assert result.success
+
+
+def test_retry_failed_only_refetches_transient_failures(built) -> None:
+    key = built["run"].partitions[0]
+    path = built["root"] / "images" / f"{key}.parquet"
+    before = pq.read_table(path)
+    server = built["server"]
+    hits = dict(server.hits)
+    assert materialize_images(built, key, {"retry_failed_only": True}).success
     fetched = {p for p, n in server.hits.items() if n > hits.get(p, 0)}
-    assert fetched == {"/broken/error.jpg", "/broken/slow.jpg"}
+    assert fetched == {"/broken/error.jpg", "/broken/slow.jpg", "/robots.txt"}  # once a run
     after = pq.read_table(path)
     retried = pa.array([server.url("/broken/error.jpg"), server.url("/broken/slow.jpg")])
     kept = pc.invert(pc.is_in(before["url"], value_set=retried))
@@ -331,6 +335,26 @@ def test_changed_output_settings_fetch_the_partition_again(built) -> None:
         partition_key=key,
     )
     assert restored.success
+
+
+def test_download_health_warns_without_blocking(built) -> None:
+    """The images check passes on a healthy run and warns, with advice, under strict
+    thresholds; the materialization goes through either way."""
+    key = built["run"].partitions[0]
+    outcomes = []
+    strict = {"health_min_rows": 1, "health_min_success_rate": 0.99}
+    for config in ({"refetch": True}, {"refetch": True, **strict}):
+        result = materialize_images(built, key, config)
+        assert result.success
+        (evaluation,) = result.get_asset_check_evaluations()
+        outcomes.append((evaluation.check_name, evaluation.passed, evaluation.severity.value))
+        problems = evaluation.metadata["problems"].value
+    assert outcomes == [("download_health", True, "WARN"), ("download_health", False, "WARN")]
+    assert problems.startswith(f"{key}: success rate") and "under 99%" in problems
+    (materialization,) = result.asset_materializations_for_node("sample__images")
+    assert {"dns_lookups", "hosts_unreachable", "dns_cache_hit_rate"} <= set(
+        materialization.metadata
+    )
 
 
 def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:

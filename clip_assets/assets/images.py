@@ -1,10 +1,14 @@
-"""``<ds>/images``: every URL of a slice fetched, checked and resized, with a status each."""
+"""``<ds>/images``: every URL of a slice fetched, checked and resized, with a status each; and
+its non-blocking ``download_health`` check (success rate and dominant failure reasons)."""
 
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Config,
@@ -15,6 +19,7 @@ from pydantic import Field
 
 from clip_assets import paths
 from clip_assets.download.completeness import why_incomplete
+from clip_assets.download.health import ADVICE, HealthThresholds, HealthWatch, assess_summary
 from clip_assets.download.shard_download import (
     DownloadProgress,
     download_shard_to_file,
@@ -41,12 +46,51 @@ class ImagesConfig(Config):
         description="Download again even a partition whose stored images file is complete for "
         "its metadata and was made with the same output settings (otherwise it is kept).",
     )
+    health_min_success_rate: float = Field(
+        default=HealthThresholds.min_success_rate,
+        description="download_health warns when a partition's ok share is under this.",
+    )
+    health_max_reason_share: float = Field(
+        default=HealthThresholds.max_reason_share,
+        description="download_health warns when one failure group (DNS, unreachable hosts, "
+        "429, 5xx, robots.txt failures) is over this share of a partition's rows.",
+    )
+    health_min_rows: int = Field(
+        default=HealthThresholds.min_rows,
+        description="Rows a partition needs before download_health judges it.",
+    )
+
+    def thresholds(self) -> HealthThresholds:
+        return HealthThresholds(
+            self.health_min_success_rate, self.health_max_reason_share, self.health_min_rows
+        )
+
+
+HEALTH_CHECK = "download_health"
+_HEALTH_DESCRIPTION = (
+    "Warns (never blocks) when a partition's success rate is under the floor or one group of "
+    "failure reasons dominates; thresholds in the images run config (health_*). The run log "
+    "warns as soon as a running partition crosses them. What to do: "
+    + "; ".join(f"{group}: {advice}" for group, advice in ADVICE.items())
+    + "."
+)
 
 
 def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
     spec = graph.spec
 
-    @asset(**graph.partitioned_stage("images", upstream="metadata"), kinds={"parquet"})
+    @asset(
+        **graph.partitioned_stage("images", upstream="metadata"),
+        kinds={"parquet"},
+        check_specs=[
+            AssetCheckSpec(
+                HEALTH_CHECK,
+                asset=graph.key("images"),
+                blocking=False,
+                description=_HEALTH_DESCRIPTION,
+            )
+        ],
+    )
     def images(
         context: AssetExecutionContext,
         config: ImagesConfig,
@@ -63,6 +107,8 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
         again (a rerun after a crash repeats no finished partition).
         """
         settings = downloader.settings_for(spec.allowed_hosts)
+        thresholds = config.thresholds()
+        problems: dict[str, list[str]] = {}
 
         def stored_answer(key: str, target: str, metadata: pa.Table) -> dict | None:
             """The stored file's counts when it already answers ``metadata``, else None."""
@@ -87,7 +133,9 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
             kept = stored_answer(key, target, metadata)
             if kept is not None:
                 context.log.info(f"{key}: stored images are complete for the metadata: kept")
+                judge(key, kept)
                 return {**images_metadata(kept, storage.uri(target)), "kept": True}
+            watch = HealthWatch(thresholds)
 
             def on_progress(progress: DownloadProgress) -> None:
                 # The downloader reports every few seconds and once at the end.
@@ -95,6 +143,8 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                     f"{key}: {progress.done}/{progress.total} done, {progress.ok} ok, "
                     f"{progress.images_per_s:.1f} images/s"
                 )
+                for problem in watch.new(progress):
+                    context.log.warning(f"{key} (at {progress.done} rows): {problem.advice}")
 
             started = time.monotonic()
             # Streamed to a local file row group by row group, so memory stays bounded however
@@ -104,20 +154,45 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                 if config.retry_failed_only and storage.exists(target):
                     previous = work / "previous.parquet"
                     storage.download_file(target, previous)
-                    retry_failed_to_file(
+                    network = retry_failed_to_file(
                         previous, metadata, settings, local, on_progress=on_progress
                     )
                 else:
-                    download_shard_to_file(metadata, settings, local, on_progress=on_progress)
+                    network = download_shard_to_file(
+                        metadata, settings, local, on_progress=on_progress
+                    )
                 counts = stored_summary(pq.read_metadata(local).metadata)
-                summary = with_elapsed(counts, time.monotonic() - started)
+                elapsed = time.monotonic() - started
+                summary = {**with_elapsed(counts, elapsed), **network.as_summary()}
                 storage.upload_file(local, target)
             context.log.info(
                 f"{key}: {summary['ok']}/{summary['attempted']} ok "
                 f"({summary['success_rate']:.1%}), {summary['images_per_s']:.1f} images/s"
             )
+            judge(key, summary)
             return {**images_metadata(summary, storage.uri(target)), "kept": False}
 
-        return run_partitions(context, materialize_one)
+        def judge(key: str, summary: dict) -> None:
+            found = assess_summary(summary, thresholds)
+            if found:
+                problems[key] = [problem.advice for problem in found]
+
+        def health_check() -> list[AssetCheckResult]:
+            return [
+                AssetCheckResult(
+                    check_name=HEALTH_CHECK,
+                    passed=not problems,
+                    severity=AssetCheckSeverity.WARN,
+                    metadata={
+                        "partitions": len(context.partition_keys),
+                        "partitions_with_problems": len(problems),
+                        "problems": "\n".join(
+                            f"{key}: {'; '.join(advice)}" for key, advice in problems.items()
+                        ),
+                    },
+                )
+            ]
+
+        return run_partitions(context, materialize_one, health_check)
 
     return images

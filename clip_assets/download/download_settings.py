@@ -7,6 +7,7 @@ same knob (shortest side 256, keep ratio, JPEG quality 95) and are conservative 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import asdict, dataclass
 
@@ -31,6 +32,7 @@ OUTPUT_FIELDS = (
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 HASH_POLICIES = ("flag", "drop", "ignore")
+RESOLVERS = ("dns", "system")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,16 @@ class DownloadSettings:
     each run an event loop and their own decoder (``None`` = one per CPU core, 0 or 1 = in
     this process, with decoding on two threads);
     shards smaller than ``min_rows_per_worker`` per worker use fewer processes or none.
+    Names: ``resolver`` "dns" asks ``dns_servers`` (``"ip"`` or ``"ip:port"``, IPv6 as
+    ``"[ip]:port"``; empty = the servers of /etc/resolv.conf) from each event loop, waiting at
+    most ``dns_timeout_s`` per server and query, and caches answers for their TTL held between
+    ``dns_min_ttl_s`` and ``dns_max_ttl_s`` (names that do not exist too); "system" asks the
+    operating system (getaddrinfo on threads: /etc/hosts, nsswitch) and caches answers for
+    ``dns_min_ttl_s``. Hosts: after ``host_failure_limit`` consecutive connect errors or
+    timeouts a host's remaining rows fail at once as ``host_unreachable`` (0 = never).
+    Consent: ``respect_robots_txt`` reads each host's robots.txt once per run; ``respect_opt_out``
+    honours X-Robots-Tag and the TDMRep ``tdm-reservation`` header, and ``tdmrep_well_known``
+    also reads each host's ``/.well-known/tdmrep.json``.
     """
 
     concurrency: int = 64
@@ -85,6 +97,14 @@ class DownloadSettings:
     blur_faces: bool = False
     workers: int | None = None
     min_rows_per_worker: int = 256
+    resolver: str = "dns"
+    dns_servers: tuple[str, ...] = ()
+    dns_timeout_s: float = 2.0
+    dns_min_ttl_s: float = 60.0
+    dns_max_ttl_s: float = 3600.0
+    host_failure_limit: int = 3
+    respect_robots_txt: bool = True
+    tdmrep_well_known: bool = False
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
@@ -97,6 +117,14 @@ class DownloadSettings:
             raise ValueError("concurrency and per_host_concurrency must be at least 1")
         if self.retries < 0 or self.max_redirects < 0:
             raise ValueError("retries and max_redirects must not be negative")
+        if self.resolver not in RESOLVERS:
+            raise ValueError(f"resolver must be one of {RESOLVERS}, not {self.resolver!r}")
+        for server in self.dns_servers:
+            dns_server_address(server)
+        if not 0 <= self.dns_min_ttl_s <= self.dns_max_ttl_s or self.dns_timeout_s <= 0:
+            raise ValueError("need 0 <= dns_min_ttl_s <= dns_max_ttl_s and dns_timeout_s > 0")
+        if self.host_failure_limit < 0:
+            raise ValueError("host_failure_limit must not be negative (0 turns it off)")
 
     @property
     def user_agent(self) -> str:
@@ -120,3 +148,23 @@ def recorded_settings(schema_metadata: dict[bytes, bytes] | None) -> dict | None
     """The settings an images file records (see ``file_metadata``); None for older files."""
     raw = (schema_metadata or {}).get(SETTINGS_METADATA_KEY)
     return json.loads(raw) if raw else None
+
+
+def dns_server_address(server: str) -> tuple[str, int]:
+    """``(ip, port)`` of a ``dns_servers`` entry: ``"ip"``, ``"ip:port"`` or ``"[ipv6]:port"``;
+    ``ValueError`` for anything else (a name would need a resolver to find the resolver)."""
+    text, port = server.strip(), 53
+    if text.startswith("["):
+        text, _, rest = text[1:].partition("]")
+        if rest:
+            port = int(rest.removeprefix(":"))
+    elif text.count(":") == 1:
+        text, _, tail = text.partition(":")
+        port = int(tail)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"dns_servers entries are IP addresses, not {server!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port in dns_servers entry {server!r}")
+    return text, port

@@ -1,12 +1,12 @@
 """One event loop's share of a shard: fetch each job's URL, then check and re-encode its bytes.
 
-``download_jobs`` reads ``Job``s and ``DownloadSettings`` and hands one images-table row (a dict
-of IMAGES_SCHEMA columns except ``uid`` and ``url``) per job to ``emit``, in completion order,
-from the calling thread. It never raises for a bad URL, server or image. Decoding runs in a
-small thread pool so the loop keeps reading sockets meanwhile (Pillow releases the GIL while
-decoding, resizing and encoding). At most ``2 * concurrency`` jobs are in flight, and with a
-``Gate`` no job starts before the caller has room for its row, so memory stays flat however
-long the shard. ``iter_jobs`` builds ``Job``s from metadata columns a batch at a time.
+``download_jobs`` reads ``Job``s and ``DownloadSettings`` and hands one images-table row (a dict of
+IMAGES_SCHEMA columns except ``uid`` and ``url``) per job to ``emit``, in completion order, from the
+calling thread, and returns the loop's ``NetworkStats``. It never raises for a bad URL, server or
+image. Decoding runs in a small thread pool so the loop keeps reading sockets meanwhile (Pillow
+releases the GIL while decoding, resizing and encoding). At most ``2 * concurrency`` jobs are in
+flight, and with a ``Gate`` no job starts before the caller has room for its row, so memory stays
+flat however long the shard. ``iter_jobs`` builds ``Job``s from metadata columns a batch at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pyarrow as pa
 from clip_assets.download import reasons
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.fetch import Fetched, Fetcher
+from clip_assets.download.network_stats import NetworkStats
 from clip_assets.download.resize import process
 
 Row = dict[str, Any]
@@ -98,9 +99,9 @@ def download_jobs(
     per_host: int,
     decode_threads: int,
     gate: Gate | None = None,
-) -> None:
+) -> NetworkStats:
     """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job."""
-    asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads, gate))
+    return asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads, gate))
 
 
 async def _run(
@@ -111,10 +112,12 @@ async def _run(
     per_host: int,
     decode_threads: int,
     gate: Gate | None,
-) -> None:
+) -> NetworkStats:
     loop = asyncio.get_running_loop()
-    # DNS lookups run on the default executor; its few threads would serialise them.
-    loop.set_default_executor(ThreadPoolExecutor(min(concurrency, 64), thread_name_prefix="dns"))
+    if settings.resolver == "system":
+        # getaddrinfo runs on the default executor; its few threads would serialise lookups.
+        pool = ThreadPoolExecutor(min(concurrency, 64), thread_name_prefix="dns")
+        loop.set_default_executor(pool)
     window = asyncio.Semaphore(2 * concurrency)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as decoder:
         async with Fetcher(settings, concurrency, per_host) as fetcher:
@@ -157,6 +160,7 @@ async def _run(
                 if failed:
                     raise failed[0] from None
                 raise
+            return fetcher.stats
 
 
 def _row(status: str, reason: str | None, fetched: Fetched, **columns: Any) -> Row:
@@ -180,7 +184,7 @@ def _row(status: str, reason: str | None, fetched: Fetched, **columns: Any) -> R
 
 def _without_body(fetched: Fetched) -> Row:
     if fetched.opted_out:
-        return _row("opted_out", reasons.X_ROBOTS_TAG_PREFIX + fetched.opted_out, fetched)
+        return _row("opted_out", fetched.opted_out, fetched)
     return _row("failed", fetched.reason, fetched)
 
 

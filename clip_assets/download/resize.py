@@ -6,12 +6,13 @@ encoded image with its sizes or a ``reason`` (``not_an_image``, ``truncated_imag
 for bad input. Guarantees: the pixel count is checked from the header before any pixel is
 decoded (``decode_guard``, shared with the search service); JPEGs are decoded at the smallest
 DCT scale that still covers the output (draft mode), then area-averaged down or
-Lanczos-filtered up; EXIF orientation is applied; the output is RGB (alpha composited on
-white, 16-bit scaled to 8-bit); animated images contribute their first frame. Resize modes
-follow img2dataset: ``no``, ``keep_ratio`` (shortest side = image_size),
-``keep_ratio_largest`` (longest side = image_size), ``center_crop`` (keep_ratio then a
-centred square), ``border`` (keep_ratio_largest then padded with black to a square); with
-``resize_only_if_bigger`` an image whose relevant side is already <= image_size is left as is.
+Lanczos-filtered up; EXIF orientation is applied; the output is 8-bit RGB
+(``clip_assets.pixels.to_rgb``: alpha composited on white, 16-bit and float channels converted
+faithfully); animated images contribute their first frame. Resize modes follow img2dataset:
+``no``, ``keep_ratio`` (shortest side = image_size), ``keep_ratio_largest`` (longest side =
+image_size), ``center_crop`` (keep_ratio then a centred square), ``border`` (keep_ratio_largest
+then padded with black to a square); with ``resize_only_if_bigger`` an image whose relevant side
+is already <= image_size is left as is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image, ImageFilter, ImageOps
 from clip_assets.download import reasons
 from clip_assets.download.decode_guard import open_checked, refusal
 from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.pixels import to_rgb
 
 _SAVE = {"jpg": ("JPEG", {}), "png": ("PNG", {}), "webp": ("WEBP", {})}
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that exchange width and height
@@ -73,7 +75,7 @@ def _process(
         img.draft("RGB", (scaled[1], scaled[0]) if swapped else scaled)
     img.load()
     ImageOps.exif_transpose(img, in_place=True)  # in place: a copy per image costs ~5%
-    img = _to_rgb(img)
+    img = to_rgb(img)
     if scaled != img.size:
         # Area averaging down and Lanczos up, as img2dataset (cv2 INTER_AREA / LANCZOS4) does:
         # DataComp's own images were made that way, and BOX costs a third of LANCZOS here.
@@ -118,19 +120,6 @@ def _frame(img: Image.Image, s: DownloadSettings) -> Image.Image:
         canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
         return canvas
     return img
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # Pillow clips 16-bit values at 255 when converting to 8 bits; scale them instead.
-        img = img.point(lambda v: v / 256).convert("L")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _blur(img: Image.Image, boxes: Sequence[Sequence[float]]) -> Image.Image:

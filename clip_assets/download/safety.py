@@ -1,20 +1,21 @@
 """Which URLs we may fetch, and which addresses we connect to.
 
-``parse_url`` refuses anything but http(s) URLs with a host. ``Resolver.check`` resolves the
-host once, refuses it when any of its addresses is private, loopback, link-local, multicast,
-reserved or unspecified (unless the settings allow it), and caches the answer.
-``GuardedBackend`` is the HTTP client's only way to open a TCP connection, and it connects
-only to addresses ``check`` approved, from that cache: a second lookup could otherwise be
-answered differently (DNS rebinding). Both run before every connection, including after each
-redirect. Nothing here opens a socket except ``GuardedBackend.connect_tcp``.
+``parse_url`` refuses anything but http(s) URLs with a host; internationalised names (Unicode
+or ``xn--``) are IDNA-encoded as every HTTP client sends them. ``Resolver.check`` looks the host
+up (``name_lookup``: cached for the answer's TTL) and refuses it when any of its addresses is
+private, loopback, link-local, multicast, reserved or unspecified (unless the settings allow
+it); an IPv6 address that embeds an IPv4 one (IPv4-mapped, 6to4, NAT64, Teredo, ...) is judged
+by the IPv4 address. ``GuardedBackend`` is the HTTP client's only way to open a TCP connection;
+it checks again at connect time and connects only to an address that check approved, so a
+second answer (DNS rebinding) is judged like the first. Both run before every connection,
+including after each redirect. Nothing here opens a socket except
+``GuardedBackend.connect_tcp``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 
 import httpcore
@@ -22,17 +23,21 @@ import httpx
 
 from clip_assets.download import reasons
 from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.download.name_lookup import HostLookup
+from clip_assets.download.network_stats import NetworkStats
 
-# getaddrinfo's answers for a name that does not exist (as opposed to a resolver failing).
-_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
-
-# Hostnames after IDNA encoding (httpx does it), or IP literals.
-_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.%]+")
+# One label of an IDNA-encoded hostname (underscores occur in real image hosts).
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+# Prefixes whose addresses carry an IPv4 address in their last 32 bits: NAT64 well-known and
+# local-use (RFC 6052, 8215), IPv4-compatible (deprecated) and IPv4-translated (RFC 2765).
+_EMBEDDING_V4 = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+)
 
 
 @dataclass(frozen=True)
 class Target:
-    """A checked URL: ``url`` as given, ``host`` and ``port`` to resolve."""
+    """A checked URL: ``url`` as given, ``host`` (lower case, IDNA) and ``port`` to resolve."""
 
     url: httpx.URL
     host: str
@@ -45,38 +50,75 @@ def parse_url(url: str | None) -> Target | str:
         return reasons.MISSING_URL
     try:
         parsed = httpx.URL(url.strip())
-    except (httpx.InvalidURL, ValueError, TypeError):
+    except (httpx.InvalidURL, ValueError, TypeError):  # IDNAError is a ValueError
         return reasons.BAD_URL
     if parsed.scheme not in ("http", "https"):
         return reasons.UNSUPPORTED_SCHEME if parsed.scheme else reasons.BAD_URL
-    if not parsed.host:
+    try:
+        parsed.host  # noqa: B018 -- decoding the IDNA form refuses invalid A-labels (xn--zz)
+    except ValueError:
         return reasons.BAD_URL
-    host = parsed.host.lower()
+    # The IDNA form, as DNS and TLS see it; a trailing dot names the same host.
+    host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
+    if not host:
+        return reasons.BAD_URL
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    if not _HOST.fullmatch(host) or not 0 < port < 65536:
+    if not (_is_ip(host) or _is_hostname(host)) or not 0 < port < 65536:
         return reasons.BAD_URL
     return Target(parsed, host, port)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname(host: str) -> bool:
+    labels = host.split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
 def is_public(address: str) -> bool:
-    """True for a globally routable unicast address."""
+    """True for a globally routable unicast address; an IPv6 address that embeds an IPv4
+    address is public only when every IPv4 address in it is."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    if embedded:
+        return all(_globally_routable(v4) for v4 in embedded)
+    return _globally_routable(ip)
+
+
+def _globally_routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)  # the relay server and the client behind it
+    if any(ip in net for net in _EMBEDDING_V4):  # :: and ::1 give 0.0.0.0/8: never public
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 class Resolver:
-    """Resolves and checks hosts for one event loop; caches answers for its lifetime.
+    """Looks hosts up and checks their addresses, for one event loop.
 
     ``check`` returns the addresses that may be connected to, ``pin`` the first of them, each
-    with a reason instead when refused (``private_address``, ``dns_error``).
+    with a reason instead when refused (``private_address``, ``dns_not_found``, ``dns_error``,
+    ``dns_timeout``). ``stats`` receives the lookup counts.
     """
 
-    def __init__(self, settings: DownloadSettings) -> None:
+    def __init__(self, settings: DownloadSettings, stats: NetworkStats | None = None) -> None:
         self._settings = settings
         self._allowed = {h.lower().strip("[]") for h in settings.allowed_hosts}
-        self._cache: dict[tuple[str, int], asyncio.Future[list[str] | str]] = {}
+        self._lookup = HostLookup(settings, stats if stats is not None else NetworkStats())
 
     async def pin(self, target: Target) -> tuple[str | None, str | None]:
         """``(ip, None)`` when ``target`` may be fetched, ``(None, reason)`` otherwise."""
@@ -85,43 +127,17 @@ class Resolver:
 
     async def check(self, target: Target) -> tuple[list[str], str | None]:
         """Every address of ``target`` when all may be connected to, else ``([], reason)``."""
-        addresses = await self._lookup(target.host, target.port)
-        if isinstance(addresses, str):
-            return [], addresses
-        trusted = self._settings.allow_private_addresses or target.host in self._allowed
+        host = target.host
+        addresses = [host.strip("[]")] if _is_ip(host.strip("[]")) else None
+        if addresses is None:
+            answer = await self._lookup.addresses(host)
+            if isinstance(answer, str):
+                return [], answer
+            addresses = list(answer)
+        trusted = self._settings.allow_private_addresses or host.strip("[]") in self._allowed
         if not trusted and not all(is_public(a) for a in addresses):
             return [], reasons.PRIVATE_ADDRESS
         return addresses, None
-
-    async def _lookup(self, host: str, port: int) -> list[str] | str:
-        # One lookup per host however many URLs wait on it; shielded so a request that
-        # times out does not cancel the answer the others are waiting for.
-        key = (host, port)
-        pending = self._cache.get(key)
-        if pending is None:
-            pending = self._cache[key] = asyncio.ensure_future(self._resolve(host, port))
-        answer = await asyncio.shield(pending)
-        if answer == reasons.DNS_ERROR and self._cache.get(key) is pending:
-            del self._cache[key]  # a transient failure: the next retry asks again
-        return answer
-
-    @staticmethod
-    async def _resolve(host: str, port: int) -> list[str] | str:
-        try:
-            ipaddress.ip_address(host)
-            return [host]  # an IP literal needs no lookup
-        except ValueError:
-            pass
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as exc:
-            return reasons.DNS_NOT_FOUND if exc.errno in _NO_SUCH_NAME else reasons.DNS_ERROR
-        except (OSError, UnicodeError):
-            return reasons.DNS_ERROR
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        return addresses or reasons.DNS_ERROR
 
 
 class RefusedAddress(httpcore.ConnectError):
@@ -131,13 +147,16 @@ class RefusedAddress(httpcore.ConnectError):
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore network backend that connects only to addresses ``resolver`` approves.
 
-    The HTTP client asks it for every new TCP connection; it answers from the resolver's cache
-    (filled by the pre-check) so the address connected to is the address checked.
+    The HTTP client asks it for every new TCP connection; it checks the host again (from the
+    lookup cache while the answer lives) and has ``inner`` (httpcore's own backend) connect
+    only to an approved address, so the address connected to is always an address checked.
     """
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(
+        self, resolver: Resolver, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         self._resolver = resolver
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         """Connects to the first reachable checked address of ``host`` (a host may publish an

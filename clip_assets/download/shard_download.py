@@ -1,15 +1,16 @@
-"""Public entry points of the images stage: a metadata slice in, an images table out.
+"""Public entry points of the images stage: a metadata slice in, an images file out.
 
 ``download_shard_to_file`` reads a table with METADATA_SCHEMA columns (only ``uid``, ``url``,
 ``sha256`` and, when blurring faces, ``face_bboxes`` are used) and writes an IMAGES_SCHEMA
 parquet file with exactly one row per input row, in input order, whatever the URLs, servers or
-bytes do (see ``reasons`` for the ``reason`` vocabulary). ``retry_failed_to_file`` re-downloads
-only the transient failures of such a file. Both write atomically (``writer.atomic_parquet``)
-and hold a bounded number of rows, however long the partition: rows finish out of order, so
-finished rows wait in memory until every earlier row has finished, and no row starts more than
-``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. ``download_shard`` and
-``retry_failed`` do the same but return the table (for small shards, tests and notebooks).
-Small shards run in this process; larger ones are spread over worker processes (``workers``).
+bytes do (see ``reasons`` for the ``reason`` vocabulary); given the partition's ``previous``
+images file it never turns a stored ``ok`` row into a failure. ``retry_failed_to_file``
+re-downloads only the transient failures of such a file. Both write atomically
+(``writer.atomic_parquet``), return the partition's ``NetworkStats`` (for ``summary``) and hold
+a bounded number of rows, however long the partition: rows finish out of order, so finished
+rows wait in memory until every earlier row has finished, and no row starts more than
+``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. Small shards run in
+this process; larger ones are spread over worker processes (``workers``).
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ import asyncio
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.download.network_stats import NetworkStats
 from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
 from clip_assets.download.workers import download_in_workers
 from clip_assets.download.writer import (
     Flush,
+    KeepStored,
     OrderedRows,
     RetryMerge,
     atomic_parquet,
     transient_failures,
 )
-from clip_assets.schemas import IMAGES_SCHEMA
 
 ROW_GROUP_ROWS = 1024
 #: The reorder window in row groups. Finished rows held: up to 5 row groups (~230 MB of
@@ -48,14 +51,16 @@ WINDOW_GROUPS = 4
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    """Where a running shard stands; passed to ``on_progress`` every ``progress_interval_s``
-    and once at the end."""
+    """Where a running shard stands; passed to ``on_progress`` every ``_Tracker.interval_s``
+    and once at the end. ``reasons`` counts the finished rows' reasons (every row not ok),
+    so a caller can judge a partition while it runs (``health``)."""
 
     done: int
     total: int
     ok: int
     bytes: int
     elapsed_s: float
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -70,30 +75,24 @@ def download_shard_to_file(
     settings: DownloadSettings,
     path: Path,
     *,
+    previous: Path | None = None,
     on_progress: OnProgress | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
-) -> None:
+) -> NetworkStats:
     """Downloads every row of ``metadata`` into the IMAGES_SCHEMA parquet file ``path``.
 
-    One row per input row in input order, exactly the rows ``download_shard`` returns, as zstd
-    row groups of ``row_group_rows``; ``path`` appears only once complete (its folder must
-    exist). Memory is bounded by ``row_group_rows`` (see ``WINDOW_GROUPS``), not by the
-    partition size.
+    One row per input row in input order, as zstd row groups of ``row_group_rows``; ``path``
+    appears only once complete (its folder must exist, and it may be ``previous``). Memory is
+    bounded by ``row_group_rows`` (see ``WINDOW_GROUPS``), not by the partition size. With
+    ``previous`` (an earlier images file of this partition), a row that fails now but was ``ok``
+    there (same ``uid``) keeps its stored row as it was: a re-download while hosts are down
+    loses nothing. A row that now opts out takes the opt-out: the site's current wish wins.
     """
     with atomic_parquet(path, settings.file_metadata()) as write:
-        _download(metadata, settings, write, on_progress, row_group_rows)
-
-
-def download_shard(
-    metadata: pa.Table,
-    settings: DownloadSettings,
-    *,
-    on_progress: OnProgress | None = None,
-) -> pa.Table:
-    """Downloads every row of ``metadata``; returns IMAGES_SCHEMA rows in input order."""
-    tables: list[pa.Table] = []
-    _download(metadata, settings, tables.append, on_progress, ROW_GROUP_ROWS)
-    return pa.concat_tables(tables) if tables else IMAGES_SCHEMA.empty_table()
+        if previous is None:
+            return _download(metadata, settings, write, on_progress, row_group_rows)
+        with KeepStored(previous, write) as keep:
+            return _download(metadata, settings, keep.flush, on_progress, row_group_rows)
 
 
 def retry_failed_to_file(
@@ -104,38 +103,22 @@ def retry_failed_to_file(
     *,
     on_progress: OnProgress | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
-) -> None:
-    """``retry_failed`` from the images file ``previous`` to the file ``path`` (may be the
-    same): kept rows are copied a row group at a time, retried rows merged in, and ``path``
-    is replaced atomically. With nothing to retry and ``path == previous`` nothing is written.
+) -> NetworkStats:
+    """Re-downloads the rows of the images file ``previous`` whose reason is transient and
+    writes it, with them merged in, to ``path`` (may be the same file).
+
+    ``previous`` must be the images file made from ``metadata`` (same uids, same order); kept
+    rows are copied a row group at a time and come back byte-identical; a retried row's
+    ``attempts`` adds to its old count; ``path`` is replaced atomically. With nothing to retry
+    and ``path == previous`` nothing is written.
     """
     with pq.ParquetFile(previous) as source:
         indices = transient_failures(source.read(columns=["uid", "status", "reason"]), metadata)
         if not indices and Path(path).resolve() == Path(previous).resolve():
-            return
+            return NetworkStats()
         batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
         with atomic_parquet(path, settings.file_metadata()) as write:
-            _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
-
-
-def retry_failed(
-    previous: pa.Table,
-    metadata: pa.Table,
-    settings: DownloadSettings,
-    *,
-    on_progress: OnProgress | None = None,
-) -> pa.Table:
-    """Re-downloads the rows of ``previous`` whose reason is transient and merges them in.
-
-    ``previous`` must be the images table made from ``metadata`` (same uids, same order);
-    other rows come back byte-identical. A retried row's ``attempts`` adds to its old count.
-    """
-    indices = transient_failures(previous, metadata)
-    if not indices:
-        return previous
-    tables: list[pa.Table] = []
-    _retry([previous], indices, metadata, settings, tables.append, on_progress, ROW_GROUP_ROWS)
-    return pa.concat_tables(tables)
+            return _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
 
 
 def _retry(
@@ -146,12 +129,14 @@ def _retry(
     flush: Flush,
     on_progress: OnProgress | None,
     row_group_rows: int,
-) -> None:
+) -> NetworkStats:
     merge = RetryMerge(previous, indices, flush)
+    stats = NetworkStats()
     if indices:
         retried = metadata.take(pa.array(indices, pa.int64()))
-        _download(retried, settings, merge.add, on_progress, row_group_rows)
+        stats = _download(retried, settings, merge.add, on_progress, row_group_rows)
     merge.finish()
+    return stats
 
 
 def _download(
@@ -160,7 +145,7 @@ def _download(
     flush: Flush,
     on_progress: OnProgress | None,
     row_group_rows: int,
-) -> None:
+) -> NetworkStats:
     """Downloads every row of ``metadata``, handing in-order tables to ``flush``."""
     ordered = OrderedRows(metadata, row_group_rows, flush)
     tracker = _Tracker(metadata.num_rows, on_progress)
@@ -173,12 +158,14 @@ def _download(
         return ordered.next + WINDOW_GROUPS * row_group_rows
 
     processes = _processes(metadata.num_rows, settings)
+    stats = NetworkStats()
     if processes > 1:
-        download_in_workers(metadata, settings, emit, processes, limit)
+        stats = download_in_workers(metadata, settings, emit, processes, limit)
     elif metadata.num_rows:
-        _in_this_process(metadata, settings, emit, limit)
+        stats = _in_this_process(metadata, settings, emit, limit)
     ordered.finish()
     tracker.finish()
+    return stats
 
 
 def _processes(n_jobs: int, settings: DownloadSettings) -> int:
@@ -189,15 +176,15 @@ def _processes(n_jobs: int, settings: DownloadSettings) -> int:
 
 def _in_this_process(
     metadata: pa.Table, settings: DownloadSettings, emit: Emit, limit: Callable[[], int]
-) -> None:
+) -> NetworkStats:
     gate = Gate(limit())
 
     def emit_and_open(index: int, row: Row) -> None:
         emit(index, row)
         gate.open_to(limit())
 
-    def run() -> None:
-        download_jobs(
+    def run() -> NetworkStats:
+        return download_jobs(
             iter_jobs(metadata, settings.blur_faces),
             settings,
             emit_and_open,
@@ -213,7 +200,7 @@ def _in_this_process(
         return run()
     # Called from inside an event loop (a notebook, an async caller): use a loop of our own.
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(run).result()
+        return pool.submit(run).result()
 
 
 class _Tracker:
@@ -224,6 +211,7 @@ class _Tracker:
     def __init__(self, total: int, on_progress: OnProgress | None) -> None:
         self._total, self._on_progress = total, on_progress
         self._done = self._ok = self._bytes = 0
+        self._reasons: Counter[str] = Counter()
         self._start = self._last = time.monotonic()
         self._lock = threading.Lock()
 
@@ -232,6 +220,8 @@ class _Tracker:
             self._done += 1
             self._ok += row["status"] == "ok"
             self._bytes += row["bytes"] or 0
+            if row["reason"] is not None:
+                self._reasons[row["reason"]] += 1
             due = time.monotonic() - self._last >= self.interval_s
         if due:
             self._report()
@@ -243,15 +233,10 @@ class _Tracker:
         self._last = time.monotonic()
         if self._on_progress is not None:
             elapsed = self._last - self._start
-            self._on_progress(
-                DownloadProgress(self._done, self._total, self._ok, self._bytes, elapsed)
-            )
+            with self._lock:
+                counts = (self._done, self._total, self._ok, self._bytes)
+                reasons = dict(self._reasons)
+            self._on_progress(DownloadProgress(*counts, elapsed, reasons))
 
 
-__all__ = [
-    "DownloadProgress",
-    "download_shard",
-    "download_shard_to_file",
-    "retry_failed",
-    "retry_failed_to_file",
-]
+__all__ = ["DownloadProgress", "download_shard_to_file", "retry_failed_to_file"]

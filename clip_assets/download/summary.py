@@ -1,10 +1,10 @@
 """Per-partition counts of an images table, for Dagster materialization metadata and logs.
 
-``summarize`` reads an IMAGES_SCHEMA table (and optionally how long it took) and returns a
-plain JSON-ready dict; ``summarize_file`` returns the same for an images parquet file, reading
-it a row group at a time so a partition's images are never all in memory. The writer stores
-the same counts in each images file's footer (``summary_metadata``), which ``stored_summary``
-reads back without touching the rows.
+``summarize`` reads an IMAGES_SCHEMA table (and optionally how long it took and the
+``NetworkStats`` the download returned) and returns a plain JSON-ready dict; ``summarize_file``
+returns the same for an images parquet file, reading it a row group at a time so a partition's
+images are never all in memory. The writer stores the same counts in each images file's footer
+(``summary_metadata``), which ``stored_summary`` reads back without touching the rows.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clip_assets.download.network_stats import NetworkStats
+
 TOP_DOMAINS = 10
 #: Footer key of the counts an images file holds (see ``writer.atomic_parquet``).
 SUMMARY_KEY = b"clip_assets.summary"
 
 
-def summarize(images: pa.Table, elapsed_s: float | None = None) -> dict:
+def summarize(
+    images: pa.Table, elapsed_s: float | None = None, network: NetworkStats | None = None
+) -> dict:
     """Counts of one images table.
 
     Keys: ``attempted`` (rows), ``ok``, ``failed``, ``opted_out``, ``hash_mismatch``,
@@ -33,21 +37,25 @@ def summarize(images: pa.Table, elapsed_s: float | None = None) -> dict:
     image bytes), ``images_per_s`` (ok / elapsed_s, only when ``elapsed_s`` is given) and
     ``top_failing_domains`` (up to 10 ``[host, failures]`` pairs, most failures first) and
     ``content_sha256`` (a digest of every row's uid and stored image bytes, in order: what the
-    embeddings stage consumes, so it can tell whether its input changed).
+    embeddings stage consumes, so it can tell whether its input changed); with ``network``, its
+    ``NetworkStats.as_summary`` keys too (``dns_lookups``, ``dns_cache_hit_rate``,
+    ``dns_failures``, ``hosts_unreachable``, ...).
     """
     counts = Counts()
     counts.add(images)
-    return counts.summary(elapsed_s)
+    return counts.summary(elapsed_s, network)
 
 
-def summarize_file(path: Path, elapsed_s: float | None = None) -> dict:
+def summarize_file(
+    path: Path, elapsed_s: float | None = None, network: NetworkStats | None = None
+) -> dict:
     """``summarize`` of the images parquet file at ``path``, one row group at a time."""
     counts = Counts()
     with pq.ParquetFile(path) as source:
         columns = ["uid", "url", "status", "reason", "bytes", "image"]
         for batch in source.iter_batches(columns=columns):
             counts.add(pa.Table.from_batches([batch]))
-    return counts.summary(elapsed_s)
+    return counts.summary(elapsed_s, network)
 
 
 class Counts:
@@ -73,7 +81,7 @@ class Counts:
         self.bytes += int(pc.sum(images["bytes"]).as_py() or 0)
         self.stored_bytes += int(pc.sum(pc.binary_length(images["image"])).as_py() or 0)
 
-    def summary(self, elapsed_s: float | None) -> dict:
+    def summary(self, elapsed_s: float | None, network: NetworkStats | None = None) -> dict:
         ok, attempted = self.statuses.get("ok", 0), self.attempted
         summary = {
             "attempted": attempted,
@@ -89,6 +97,8 @@ class Counts:
             "top_failing_domains": [[d, n] for d, n in self.domains.most_common(TOP_DOMAINS)],
             "content_sha256": self.content.hexdigest(),
         }
+        if network is not None:
+            summary.update(network.as_summary())
         return summary if elapsed_s is None else with_elapsed(summary, elapsed_s)
 
 

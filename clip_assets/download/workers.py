@@ -2,10 +2,11 @@
 
 ``download_in_workers`` reads a metadata table and settings, starts ``processes`` workers that each
 take every ``processes``-th row, and calls ``emit(index, row)`` in this process for every row as
-results stream back. It raises ``RuntimeError`` if a worker dies, so a partition never silently
-loses rows. Concurrency and the per-host limit are divided evenly among the workers. No worker
-starts a row whose index is at or past ``limit()``: after each batch of rows the current limit
-goes down every worker's stdin, which is what keeps the caller's reorder buffer bounded.
+results stream back; it returns the workers' ``NetworkStats`` added up. It raises ``RuntimeError``
+if a worker dies, so a partition never silently loses rows. Concurrency and the per-host limit are
+divided evenly among the workers. No worker starts a row whose index is at or past ``limit()``:
+after each batch of rows the current limit goes down every worker's stdin, which is what keeps the
+caller's reorder buffer bounded.
 
 Why an event loop per process rather than one loop feeding a decode pool: on 2 cores the HTTP
 client's own CPU cost (~1 ms a request) is as large as decoding a draft-mode JPEG, so both
@@ -35,6 +36,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from clip_assets.download.download_settings import DownloadSettings
+from clip_assets.download.network_stats import NetworkStats
 from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
 
 _FLUSH_ROWS = 32
@@ -47,7 +49,7 @@ def download_in_workers(
     emit: Emit,
     processes: int,
     limit: Callable[[], int],
-) -> None:
+) -> NetworkStats:
     """Downloads every row of ``metadata`` in ``processes`` worker processes; ``emit`` and
     ``limit`` run in this process."""
     concurrency = math.ceil(settings.concurrency / processes)
@@ -58,6 +60,7 @@ def download_in_workers(
     columns = metadata.select(wanted)
     inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
     children = []
+    stats = NetworkStats()
     sent = limit()
     try:
         for i in range(processes):
@@ -84,8 +87,10 @@ def download_in_workers(
                     for child in children:
                         _send(child.stdin, sent)
             elif kind == "done":
+                worker, worker_stats = payload
+                stats += worker_stats
                 running -= 1
-                _close(children[payload].stdin)  # ends the worker's limit reader: it may exit
+                _close(children[worker].stdin)  # ends the worker's limit reader: it may exit
             else:
                 raise RuntimeError(f"download worker failed: {payload}")
     except BaseException:
@@ -96,6 +101,7 @@ def download_in_workers(
         for child in children:
             _close(child.stdin)
             child.wait()
+    return stats
 
 
 def _send(stream: IO[bytes] | None, message: object) -> None:
@@ -167,7 +173,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
         follower = threading.Thread(target=follow_limits, args=(gate,), daemon=True)
         follower.start()
         jobs = iter_jobs(columns, settings.blur_faces, start=start, step=step)
-        download_jobs(
+        stats = download_jobs(
             jobs,
             settings,
             emit,
@@ -177,7 +183,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
             gate=gate,
         )
         send(("rows", batch))
-        send(("done", start))  # worker i starts at row i
+        send(("done", (start, stats)))  # worker i starts at row i
         # Exiting while that thread blocks in a read of stdin aborts the interpreter: wait
         # for the parent to close it.
         follower.join()

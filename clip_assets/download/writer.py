@@ -4,15 +4,18 @@
 tables of ``row_group_rows`` consecutive rows, in input order, to a callback; it holds only
 rows that finished after the first unfinished one, plus one row group being filled.
 ``RetryMerge`` streams an existing images table (as batches in row order) to a callback with
-re-downloaded rows put in place of the old ones. ``atomic_parquet`` writes such tables as row
-groups of one zstd parquet file that appears at its path only once complete: a temp file in the
-same folder, then ``os.replace``; on any error the temp file is removed and the path untouched.
-The file gets the mode the umask gives, like any file ``open`` creates.
+re-downloaded rows put in place of the old ones. ``KeepStored`` passes new tables on with each
+row that failed but was ``ok`` in an earlier images file put back as it was. ``atomic_parquet``
+writes such tables as row groups of one zstd parquet file that appears at its path only once
+complete: a temp file in the same folder, then ``os.replace``; on any error the temp file is
+removed and the path untouched. The file gets the mode the umask gives, like any file ``open``
+creates.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,10 +146,63 @@ def _replace(batch: pa.Table, rows: pa.Table, positions: list[int]) -> pa.Table:
     attempts = pc.add(pc.fill_null(rows["attempts"], 0), old)
     at = IMAGES_SCHEMA.get_field_index("attempts")
     rows = rows.cast(IMAGES_SCHEMA).set_column(at, IMAGES_SCHEMA.field("attempts"), attempts)
+    return _put(batch, rows, positions)
+
+
+def _put(batch: pa.Table, rows: pa.Table, positions: list[int]) -> pa.Table:
+    """``batch`` (IMAGES_SCHEMA) with row ``positions[j]`` replaced by ``rows`` row j."""
     order = list(range(batch.num_rows))
     for j, position in enumerate(positions):
         order[position] = batch.num_rows + j
-    return pa.concat_tables([batch, rows]).take(pa.array(order, pa.int64()))
+    joined = pa.concat_tables([batch.cast(IMAGES_SCHEMA), rows.cast(IMAGES_SCHEMA)])
+    return joined.take(pa.array(order, pa.int64()))
+
+
+class KeepStored:
+    """``with KeepStored(previous, flush) as keep:`` then ``keep.flush(table)`` per new table.
+
+    A row of ``table`` whose status is ``failed`` and whose ``uid`` was ``ok`` in the images
+    file ``previous`` is replaced by that stored row, byte-identical; every other row passes
+    as it is. Only the uids and statuses of ``previous`` are held, plus one row group of it
+    while its rows are put back (rows arrive in order, so each group is read about once).
+    """
+
+    def __init__(self, previous: Path, flush: Flush) -> None:
+        self._file = pq.ParquetFile(previous)
+        self._flush = flush
+        stored = self._file.read(columns=["uid", "status"])
+        ok = pc.indices_nonzero(pc.equal(stored["status"], "ok")).to_pylist()
+        uids = stored["uid"].take(ok).to_pylist()
+        self._stored = dict(zip(uids, ok, strict=True))
+        sizes = [
+            self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)
+        ]
+        self._starts = [0, *itertools.accumulate(sizes)][:-1]
+        self._group: tuple[int, pa.Table] | None = None
+
+    def __enter__(self) -> KeepStored:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def flush(self, table: pa.Table) -> None:
+        failed = pc.indices_nonzero(pc.equal(table["status"], "failed")).to_pylist()
+        uids = table["uid"].take(failed).to_pylist() if failed else []
+        kept = [
+            (p, self._stored[u]) for p, u in zip(failed, uids, strict=True) if u in self._stored
+        ]
+        if not kept:
+            self._flush(table)
+            return
+        rows = pa.concat_tables([self._stored_row(i) for _, i in kept])
+        self._flush(_put(table, rows, [p for p, _ in kept]))
+
+    def _stored_row(self, index: int) -> pa.Table:
+        group = bisect.bisect_right(self._starts, index) - 1
+        if self._group is None or self._group[0] != group:
+            self._group = (group, self._file.read_row_group(group).cast(IMAGES_SCHEMA))
+        return self._group[1].slice(index - self._starts[group], 1)
 
 
 @contextmanager

@@ -49,6 +49,13 @@ def images_metadata(summary: Mapping[str, Any], uri: str) -> dict[str, Any]:
     if "images_per_s" in summary:
         metadata["images_per_s"] = round(summary["images_per_s"], 1)
         metadata["elapsed_s"] = round(summary["elapsed_s"], 2)
+    if "dns_lookups" in summary:  # the network figures the download returned
+        for name in ("dns_lookups", "hosts_unreachable", "robots_txt_unreachable"):
+            metadata[name] = summary[name]
+        metadata["site_files_fetched"] = summary["site_files_fetched"]
+        metadata["dns_cache_hit_rate"] = summary["dns_cache_hit_rate"]
+        if summary["dns_failures"]:
+            metadata["dns_failures"] = reasons_table(summary["dns_failures"], rows)
     if summary.get("top_failing_domains"):
         metadata["top_failing_domains"] = MetadataValue.md(
             "\n".join(f"- `{host}`: {count}" for host, count in summary["top_failing_domains"])

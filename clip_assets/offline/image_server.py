@@ -177,7 +177,9 @@ class ImageServer:
     """``with ImageServer(routes) as srv: srv.url("/a.jpg")``.
 
     ``latency_s`` delays every request (a stand-in for a far-away host); ``tls`` (a server-side
-    SSL context) serves https instead of http. ``routes`` may be
+    SSL context) serves https instead of http; ``port`` 0 picks a free port (a given one lets a
+    restarted server answer the same URLs); ``address`` is a loopback address to bind (several
+    servers on one port at 127.0.0.x stand for several hosts). ``routes`` may be
     extended with ``srv.routes[path] = route`` after start (e.g. redirects to ``srv.url``).
     """
 
@@ -186,8 +188,12 @@ class ImageServer:
         routes: dict[str, Route] | None = None,
         latency_s: float = 0.0,
         tls: ssl.SSLContext | None = None,
+        port: int = 0,
+        address: str = "127.0.0.1",
     ) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
+        self._port = port
+        self.address = address
         self.latency_s = latency_s
         self.tls = tls
         self.hits: Counter[str] = Counter()
@@ -207,11 +213,11 @@ class ImageServer:
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this server."""
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+        return f"{scheme}://{self.address}:{self.port}{path}"
 
     def start(self) -> ImageServer:
-        """Binds an ephemeral port on 127.0.0.1 and serves from a daemon thread."""
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        """Binds ``port`` (0: an ephemeral one) on ``address`` and serves from a daemon thread."""
+        self._httpd = _Server((self.address, self._port), _Handler)
         if self.tls is not None:
             # Handshake in the handler thread, so a silent client cannot stall accept().
             self._httpd.socket = self.tls.wrap_socket(

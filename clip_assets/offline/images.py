@@ -105,6 +105,23 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
     )
 
 
+def png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit PNG of ``pixels`` (uint16, (H, W) grey, or (H, W, C) with C = 2 grey+alpha,
+    3 RGB, 4 RGBA): Pillow cannot write 16-bit colour PNGs, so the chunks are written here."""
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = pixels.astype(">u2").reshape(height, width * channels)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)

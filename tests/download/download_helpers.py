@@ -1,14 +1,24 @@
-"""Helpers for the images-stage tests: metadata tables and one-call downloads."""
+"""Helpers for the images-stage tests: metadata tables, and one-call downloads that return
+the images table (wrappers over the stage's file-writing entry points, which are the only ones
+the package offers)."""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clip_assets.download.download_settings import DownloadSettings
-from clip_assets.download.shard_download import download_shard
+from clip_assets.download.shard_download import (
+    OnProgress,
+    download_shard_to_file,
+    retry_failed_to_file,
+)
+from clip_assets.download.writer import transient_failures
 from clip_assets.schemas import METADATA_SCHEMA
 
 
@@ -34,6 +44,28 @@ def metadata(
         },
         schema=METADATA_SCHEMA,
     )
+
+
+def download_shard(
+    meta: pa.Table, settings: DownloadSettings, *, on_progress: OnProgress | None = None
+) -> pa.Table:
+    """``download_shard_to_file`` into a temporary file, read back as a table."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "images.parquet"
+        download_shard_to_file(meta, settings, path, on_progress=on_progress)
+        return pq.read_table(path)
+
+
+def retry_failed(previous: pa.Table, meta: pa.Table, settings: DownloadSettings) -> pa.Table:
+    """``retry_failed_to_file`` on ``previous`` written to a file; ``previous`` itself when
+    nothing is transient."""
+    if not transient_failures(previous, meta):
+        return previous
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "images.parquet"
+        pq.write_table(previous, path)
+        retry_failed_to_file(path, meta, settings, path)
+        return pq.read_table(path)
 
 
 def download_one(url: str | None, settings: DownloadSettings, **columns) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 
 import httpx
@@ -169,56 +168,52 @@ def test_guarded_backend_refuses_at_connect_time(settings) -> None:
     assert isinstance(caught.value.__context__, RefusedAddress)
 
 
-def test_guarded_backend_falls_back_to_the_next_checked_address(settings) -> None:
-    """A host may publish an address that does not answer; the next one is tried."""
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://bücher.example/a.jpg", "xn--bcher-kva.example"),
+        ("http://xn--bcher-kva.example/a.jpg", "xn--bcher-kva.example"),
+        ("http://XN--BCHER-KVA.Example./a.jpg", "xn--bcher-kva.example"),
+        ("http://例え.テスト/a.jpg", "xn--r8jz45g.xn--zckzah"),
+        ("http://img_cdn.example/a.jpg", "img_cdn.example"),
+    ],
+)
+def test_internationalised_names_are_encoded_not_refused(url: str, host: str) -> None:
+    assert parse_url(url).host == host
 
-    class TwoAddresses(Resolver):
-        @staticmethod
-        async def _resolve(host: str, port: int) -> list[str]:
-            return ["127.0.0.2", "127.0.0.1"]  # nothing listens on .2: refused at once
 
-    async def fetch(url: str) -> int:
-        backend = GuardedBackend(TwoAddresses(replace(settings, allow_private_addresses=True)))
-        async with httpx.AsyncClient() as client:
-            client._transport._pool._network_backend = backend
-            return (await client.get(url)).status_code
+@pytest.mark.parametrize("url", ["http://xn--zz.example/", "http://a..b/", "http://-a.example/"])
+def test_malformed_names_are_bad_urls(url: str) -> None:
+    assert parse_url(url) == "bad_url"
 
+
+def test_an_idn_host_is_fetched(settings, dns) -> None:
+    dns.set("xn--bcher-kva.test", ["127.0.0.1"])
     with ImageServer({"/a.jpg": image(JPEG)}) as srv:
-        assert asyncio.run(fetch(f"http://two.test:{srv.port}/a.jpg")) == 200
-
-
-def test_one_dns_lookup_per_host_however_many_urls_wait(settings) -> None:
-    calls: list[str] = []
-
-    class Counting(Resolver):
-        @staticmethod
-        async def _resolve(host: str, port: int) -> list[str]:
-            calls.append(host)
-            await asyncio.sleep(0.05)
-            return ["93.184.216.34"]
-
-    async def check_many() -> list[tuple[list[str], str | None]]:
-        resolver = Counting(settings)
-        targets = [parse_url(f"http://example.com/{i}.jpg") for i in range(20)]
-        return await asyncio.gather(*(resolver.check(t) for t in targets))
-
-    answers = asyncio.run(check_many())
-    assert calls == ["example.com"] and answers[0] == (["93.184.216.34"], None)
+        allowed = replace(settings, allowed_hosts=("xn--bcher-kva.test",))
+        row = download_one(f"http://bücher.test:{srv.port}/a.jpg", allowed)
+        assert srv.hits["/a.jpg"] == 1
+    assert row["status"] == "ok"
 
 
 @pytest.mark.parametrize(
-    ("error", "reason", "lookups"),
-    [(socket.EAI_NONAME, "dns_not_found", 1), (socket.EAI_AGAIN, "dns_error", 3)],
+    ("address", "public"),
+    [
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::ffff:93.184.216.34", True),
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:5db8:d822::", True),  # 6to4 of 93.184.216.34
+        ("64:ff9b::10.0.0.1", False),  # NAT64 well-known prefix
+        ("64:ff9b::169.254.169.254", False),
+        ("64:ff9b::93.184.216.34", True),
+        ("64:ff9b:1::a00:1", False),  # NAT64 local-use prefix
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo, client 192.0.2.45
+        ("2001:0:4136:e378:8000:63bf:a2b2:2727", True),  # Teredo, client 93.77.216.216
+        ("::10.0.0.1", False),  # IPv4-compatible (deprecated)
+        ("::ffff:0:10.0.0.1", False),  # IPv4-translated
+        ("::", False),
+    ],
 )
-def test_dns_failures(settings, monkeypatch, error: int, reason: str, lookups: int) -> None:
-    """A name that does not exist is final; a failing resolver is asked again on retry.
-    (getaddrinfo is replaced so no query leaves the machine.)"""
-    asked: list[str] = []
-
-    def getaddrinfo(host, *args, **kwargs):
-        asked.append(host)
-        raise socket.gaierror(error, "stand-in resolver")
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    row = download_one("http://images.example.com/a.jpg", settings)
-    assert (row["reason"], row["attempts"], len(asked)) == (reason, lookups, lookups)
+def test_ipv6_forms_embedding_ipv4_are_judged_by_it(address: str, public: bool) -> None:
+    assert is_public(address) is public

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from download_helpers import download_one, metadata
+from download_helpers import download_one, download_shard, metadata
 
-from clip_assets.download.shard_download import download_shard
 from clip_assets.offline import images
 from clip_assets.offline.image_server import (
     ImageServer,
@@ -127,9 +126,10 @@ def test_slow_server_within_the_limit_succeeds(settings) -> None:
 
 
 def test_connection_refused_is_a_connect_error(settings) -> None:
+    """(With robots.txt on, the robots.txt request fails first: see test_download_site_rules.)"""
     with ImageServer() as srv:
         url = srv.url("/x.jpg")
-    row = download_one(url, replace(settings, retries=0))
+    row = download_one(url, replace(settings, retries=0, respect_robots_txt=False))
     assert row["reason"] == "connect_error"
 
 
