@@ -1,16 +1,16 @@
 """A run killed with ``kill -9`` under the real daemon: run monitoring marks it failed, run
 retries start it again, and the retry repeats no finished partition and cleans up after it.
 
-``dagster dev`` with the project's dagster.yaml (run monitoring polled every few seconds), the
-discovery sensor launching the run, a loopback image server whose last partition holds a slow
-image, and the run worker killed while that partition downloads.
+The Dagster daemon (what ``dagster dev`` runs beside the webserver: sensors, the run queue,
+run monitoring, run retries) with the project's dagster.yaml (monitoring polled every few
+seconds), the discovery sensor launching the run, a loopback image server whose last
+partition holds a slow image, and the run worker killed while that partition downloads.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +24,7 @@ from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer, image, slow
 
 REPO = Path(__file__).resolve().parent.parent
-DAGSTER = Path(sys.executable).parent / "dagster"
+DAEMON = Path(sys.executable).parent / "dagster-daemon"
 ROWS_PER_PARTITION = 4
 
 
@@ -46,7 +46,7 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
     return None
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_name: str) -> None:
     routes = {f"/img/{i}.jpg": image(images.jpeg(320, 240, seed=i)) for i in range(7)}
     # Last row of the second partition: slow enough to kill the run while it downloads.
@@ -57,10 +57,7 @@ def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_nam
     (home / "dagster.yaml").write_text(
         config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 2")
     )
-    with ImageServer(routes) as server, socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
+    with ImageServer(routes) as server:
         rows = [SampleRow(url=server.url(path), text=f"row {path}") for path in sorted(routes)]
         rows.sort(key=lambda row: row.url.endswith("slow.jpg"))
         write_datacomp_shard(tmp_path / "source", rows)
@@ -77,8 +74,9 @@ def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_nam
             "CLIP_ASSETS_PRETRAINED": "none",
             "DAGSTER_HOME": str(home),
         }
+        # Default signal handlers and a session of its own, so the whole tree stops by PID.
         dev = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
+            [str(DAEMON), "run", "-w", "workspace.yaml"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -94,7 +92,7 @@ def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_nam
                     done = list(images_dir.glob("*-0000.parquet")) if images_dir.exists() else []
                     return runs[0] if runs and done else None
 
-                run = _wait(first_run, 240, "the sensor's run to finish its first partition")
+                run = _wait(first_run, 420, "the sensor's run to finish its first partition")
                 pid = _wait(lambda: _worker_pid(instance, run.run_id), 30, "the worker pid")
                 hits_first = {p: server.hits[p] for p in routes if server.hits[p]}
                 os.kill(pid, signal.SIGKILL)

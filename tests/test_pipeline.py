@@ -25,6 +25,7 @@ from clip_assets.embed import model_loading as embed_model
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.driver import run_dataset
 from clip_assets.graph.factory import dataset_definitions
+from clip_assets.graph.partitions import RANGE_END_TAG, RANGE_START_TAG
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite
@@ -355,6 +356,38 @@ def test_download_health_warns_without_blocking(built) -> None:
     assert {"dns_lookups", "hosts_unreachable", "dns_cache_hit_rate"} <= set(
         materialization.metadata
     )
+
+
+def test_each_partition_gets_its_own_health_in_a_ranged_run(built) -> None:
+    """A partition under its success floor is marked (not green) on its own, in a run that
+    materialises several partitions, while its healthy neighbour passes."""
+    graph = DatasetGraph(built["spec"])
+    first, last = built["run"].partitions
+    rates = {
+        key: _latest_metadata(built["instance"], graph.key("images"), key)["success_rate"]
+        for key in (first, last)
+    }
+    floor = (min(rates.values()) + max(rates.values())) / 2
+    assert min(rates.values()) < floor < max(rates.values())
+    result = materialize(
+        dataset_assets(graph),
+        instance=built["instance"],
+        resources=built["resources"],
+        selection=[graph.key("images")],
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+        run_config={
+            "ops": {
+                "sample__images": {
+                    "config": {"health_min_rows": 1, "health_min_success_rate": floor}
+                }
+            }
+        },
+    )
+    assert result.success
+    by_partition = {
+        e.partition: e.passed for e in result.get_asset_check_evaluations() if e.partition
+    }
+    assert by_partition == {key: rates[key] >= floor for key in (first, last)}
 
 
 def test_checks_fail_on_a_corrupted_index_and_mapping(built) -> None:

@@ -6,8 +6,6 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
@@ -18,7 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from clip_assets import paths
-from clip_assets.download.completeness import why_incomplete
+from clip_assets.download.completeness import settings_changed, why_incomplete
 from clip_assets.download.health import ADVICE, HealthThresholds, HealthWatch, assess_summary
 from clip_assets.download.shard_download import (
     DownloadProgress,
@@ -28,7 +26,7 @@ from clip_assets.download.shard_download import (
 from clip_assets.download.summary import stored_summary, with_elapsed
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import images_metadata
-from clip_assets.graph.partition_runs import run_partitions
+from clip_assets.graph.partition_runs import PartitionCheck, run_partitions
 from resources.downloader import DownloaderResource
 from resources.storage import StorageResource
 
@@ -88,6 +86,7 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                 asset=graph.key("images"),
                 blocking=False,
                 description=_HEALTH_DESCRIPTION,
+                partitions_def=graph.partitions,
             )
         ],
     )
@@ -110,27 +109,32 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
         thresholds = config.thresholds()
         problems: dict[str, list[str]] = {}
 
-        def stored_answer(key: str, target: str, metadata: pa.Table) -> dict | None:
-            """The stored file's counts when it already answers ``metadata``, else None."""
-            if config.refetch or config.retry_failed_only or not storage.exists(target):
-                return None
+        def stored_answer(key: str, target: str, metadata: pa.Table) -> tuple[dict | None, bool]:
+            """The stored file's counts when it already answers ``metadata`` (else None), and
+            whether its ok rows may stand in for rows a new download fails (same settings)."""
+            if not storage.exists(target):
+                return None, False
             footer = storage.read_parquet_metadata(target)
+            schema_metadata = footer.schema.to_arrow_schema().metadata
+            reusable = settings_changed(schema_metadata, settings) is None
+            if config.refetch or config.retry_failed_only:
+                return None, reusable
             reason = why_incomplete(
                 footer.metadata,
-                footer.schema.to_arrow_schema().metadata,
+                schema_metadata,
                 storage.read_table(target, ["uid"]).column("uid"),
                 metadata,
                 settings,
             )
             if reason is not None:
                 context.log.info(f"{key}: fetching again: {reason}")
-                return None
-            return stored_summary(footer.metadata)
+                return None, reusable
+            return stored_summary(footer.metadata), reusable
 
         def materialize_one(key: str) -> dict:
             metadata = storage.read_table(paths.metadata(spec.name, key))
             target = paths.images(spec.name, key)
-            kept = stored_answer(key, target, metadata)
+            kept, reusable = stored_answer(key, target, metadata)
             if kept is not None:
                 context.log.info(f"{key}: stored images are complete for the metadata: kept")
                 judge(key, kept)
@@ -158,8 +162,14 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                         previous, metadata, settings, local, on_progress=on_progress
                     )
                 else:
+                    # A refetch never turns a stored ok row into a failure: with the same
+                    # settings, the stored row stands in for a row that fails this time.
+                    previous = None
+                    if reusable:
+                        previous = work / "previous.parquet"
+                        storage.download_file(target, previous)
                     network = download_shard_to_file(
-                        metadata, settings, local, on_progress=on_progress
+                        metadata, settings, local, previous=previous, on_progress=on_progress
                     )
                 counts = stored_summary(pq.read_metadata(local).metadata)
                 elapsed = time.monotonic() - started
@@ -177,22 +187,12 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
             if found:
                 problems[key] = [problem.advice for problem in found]
 
-        def health_check() -> list[AssetCheckResult]:
-            return [
-                AssetCheckResult(
-                    check_name=HEALTH_CHECK,
-                    passed=not problems,
-                    severity=AssetCheckSeverity.WARN,
-                    metadata={
-                        "partitions": len(context.partition_keys),
-                        "partitions_with_problems": len(problems),
-                        "problems": "\n".join(
-                            f"{key}: {'; '.join(advice)}" for key, advice in problems.items()
-                        ),
-                    },
-                )
-            ]
+        def health(key: str) -> tuple[bool, dict]:
+            advice = problems.get(key, [])
+            return not advice, {"problems": "\n".join(f"{key}: {a}" for a in advice) or "none"}
 
-        return run_partitions(context, materialize_one, health_check)
+        return run_partitions(
+            context, materialize_one, partition_check=PartitionCheck(HEALTH_CHECK, health)
+        )
 
     return images

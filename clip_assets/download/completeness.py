@@ -33,19 +33,30 @@ def why_incomplete(
     """
     if stored_summary(file_metadata) is None:
         return "the stored file records no counts (written by an older version)"
-    recorded = recorded_settings(schema_metadata)
-    if recorded is None:
-        return "the stored file records no settings"
-    changed = [name for name in OUTPUT_FIELDS if recorded.get(name) != getattr(settings, name)]
-    if changed:
-        return "settings changed: " + ", ".join(
-            f"{name} {recorded.get(name)!r} -> {getattr(settings, name)!r}" for name in changed
-        )
+    changed = settings_changed(schema_metadata, settings)
+    if changed is not None:
+        return changed
     if len(stored_uids) != metadata.num_rows:
         return f"the stored file has {len(stored_uids)} rows, the metadata {metadata.num_rows}"
     if not _array(stored_uids).equals(_array(metadata["uid"])):
         return "the stored file lists other uids than the metadata"
     return None
+
+
+def settings_changed(
+    schema_metadata: dict[bytes, bytes] | None, settings: DownloadSettings
+) -> str | None:
+    """How the output settings recorded in a stored images file differ from ``settings``;
+    None when they are the same (its ok rows are then what a new download would store)."""
+    recorded = recorded_settings(schema_metadata)
+    if recorded is None:
+        return "the stored file records no settings"
+    changed = [name for name in OUTPUT_FIELDS if recorded.get(name) != getattr(settings, name)]
+    if not changed:
+        return None
+    return "settings changed: " + ", ".join(
+        f"{name} {recorded.get(name)!r} -> {getattr(settings, name)!r}" for name in changed
+    )
 
 
 def _array(values: pa.ChunkedArray | pa.Array) -> pa.Array:
