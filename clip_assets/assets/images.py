@@ -27,6 +27,7 @@ from clip_assets.download.summary import stored_summary, with_elapsed
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import images_metadata
 from clip_assets.graph.partition_runs import PartitionCheck, run_partitions
+from clip_assets.graph.progress import StepProgress
 from resources.downloader import DownloaderResource
 from resources.storage import StorageResource
 
@@ -140,13 +141,11 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                 judge(key, kept)
                 return {**images_metadata(kept, storage.uri(target)), "kept": True}
             watch = HealthWatch(thresholds)
+            bar = StepProgress(context.log.info, key, metadata.num_rows, "rows")
 
             def on_progress(progress: DownloadProgress) -> None:
                 # The downloader reports every few seconds and once at the end.
-                context.log.info(
-                    f"{key}: {progress.done}/{progress.total} done, {progress.ok} ok, "
-                    f"{progress.images_per_s:.1f} images/s"
-                )
+                bar.update(progress.done, f"{progress.ok} ok, {progress.images_per_s:.1f} images/s")
                 for problem in watch.new(progress):
                     context.log.warning(f"{key} (at {progress.done} rows): {problem.advice}")
 
@@ -171,6 +170,7 @@ def build_images_asset(graph: DatasetGraph) -> AssetsDefinition:
                     network = download_shard_to_file(
                         metadata, settings, local, previous=previous, on_progress=on_progress
                     )
+                bar.close()
                 counts = stored_summary(pq.read_metadata(local).metadata)
                 elapsed = time.monotonic() - started
                 summary = {**with_elapsed(counts, elapsed), **network.as_summary()}
