@@ -11,6 +11,7 @@ import pytest
 from retrieve_samples import N_RANDOM, NEAR_COPIES
 
 from clip_assets.retrieve import QuerySet, RetrievalSettings, read_description, retrieve_to_file
+from clip_assets.retrieve.retrieval_summary import preview_markdown
 from clip_assets.schemas import RETRIEVAL_SCHEMA
 from clip_assets.search import ClipSearcher
 
@@ -172,3 +173,27 @@ def test_output_records_what_made_it(
     assert description["query_set"]["kind"] == "embedding"
     assert description["settings"]["k"] == 4 and description["settings"]["min_similarity"] == 0.2
     assert description["index_vectors"] == len(vector_searcher)
+
+
+def test_summary_is_plottable_and_previews_the_best_hits(
+    vector_searcher: ClipSearcher, indexed_vectors: np.ndarray, tmp_path: Path
+) -> None:
+    queries = embedding_queries(tmp_path, indexed_vectors[:30], [f"q|{i}" for i in range(30)])
+    hits, summary = run(vector_searcher, queries, tmp_path, k=5, batch_size=8)
+    similarity = summary["similarity"]
+    edges, counts = similarity["histogram"]["edges"], similarity["histogram"]["counts"]
+    assert len(edges) == len(counts) + 1 and sum(counts) == hits.num_rows == 150
+    values = hits["similarity"].to_numpy()
+    assert edges[0] <= values.min() and values.max() <= edges[-1]
+    assert similarity["p50"] == pytest.approx(float(np.median(values)), abs=0.01)
+    assert similarity["max"] == pytest.approx(1.0, abs=1e-5)
+
+    preview = summary["preview"]
+    assert len(preview) == 10
+    assert [row["similarity"] for row in preview] == sorted(np.sort(values)[::-1][:10].tolist())[
+        ::-1
+    ]
+    table = preview_markdown(preview)
+    lines = table.splitlines()
+    assert lines[0].startswith("| query | rank | similarity |") and len(lines) == 12
+    assert "q\\|0" in table  # a pipe in a query id cannot break the table
