@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from _harness import CACHE
+from _harness import CACHE, write_results
 from bench_index import write_shards
 
 from clip_assets.index import IndexSettings, build_index
@@ -190,11 +190,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = run(args, args.work, Path(tmp))
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1
-            )
-        )
+        write_results(args.json, args, results)
 
 
 if __name__ == "__main__":
