@@ -48,7 +48,9 @@ from clip_assets.index import IndexSettings, build_index
 from clip_assets.index.mapping import build_id_mapping
 from clip_assets.offline.sample import caption
 from clip_assets.offline.weights import install_tiny_model
-from clip_assets.retrieve import QuerySet, RetrievalSettings, retrieve_to_file
+from clip_assets.retrieve.query_set import QuerySet
+from clip_assets.retrieve.retrieval import retrieve_to_file
+from clip_assets.retrieve.retrieve_settings import RetrievalSettings
 from clip_assets.search import ClipSearcher
 
 MAPPING_ROWS = 100_000

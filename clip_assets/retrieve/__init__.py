@@ -9,23 +9,3 @@ in ``retrieve_settings`` (``RetrievalSettings``). Modules, in data order: ``quer
 ``query_embedding`` -> ``hit_selection`` -> ``retrieval`` (with ``retrieval_summary``) ->
 ``retrieved_images`` / ``fondant_view`` -> ``retrieval_dataset``.
 """
-
-from clip_assets.retrieve.fondant_view import write_fondant
-from clip_assets.retrieve.query_set import QuerySet, QuerySetError
-from clip_assets.retrieve.retrieval import iter_retrieval, read_description, retrieve_to_file
-from clip_assets.retrieve.retrieval_dataset import RetrievalOutputs, build_retrieval_dataset
-from clip_assets.retrieve.retrieve_settings import RetrievalSettings
-from clip_assets.retrieve.retrieved_images import download_hits_to_file
-
-__all__ = [
-    "QuerySet",
-    "QuerySetError",
-    "RetrievalOutputs",
-    "RetrievalSettings",
-    "build_retrieval_dataset",
-    "download_hits_to_file",
-    "iter_retrieval",
-    "read_description",
-    "retrieve_to_file",
-    "write_fondant",
-]

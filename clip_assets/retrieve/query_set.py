@@ -20,6 +20,7 @@ ids are strings, unique across the set (a repeated, empty or missing id is a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,23 @@ class QuerySet:
             if self.id_column:
                 ids = pc.cast(batch.column(self.id_column), pa.string()).to_pylist()
             yield ids, values
+
+
+def query_set_version(path: str | Path) -> str:
+    """A short content hash of the query set at ``path`` (a file, or every file of a folder,
+    with its relative name): it changes exactly when the queries may have."""
+    path = Path(path)
+    if not path.exists():
+        raise QuerySetError(f"query set {path} does not exist")
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.relative_to(path).as_posix() if path.is_dir() else ""
+        digest.update(name.encode() + b"\0")
+        with file.open("rb") as source:  # in blocks: a query set may be larger than memory
+            while block := source.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _open_dataset(path: Path) -> ds.Dataset:

@@ -19,18 +19,30 @@ DUPLICATE_SIMILARITY = 0.96
 class RetrievalSettings:
     """How many neighbours to look at per query, and which of them to keep.
 
-    ``k``: neighbours searched per query (Fondant's ``num_images``). Of those, in rank order:
-    ``min_similarity`` drops hits below the floor; ``deduplicate`` drops a hit whose image was
-    already kept anywhere earlier in the result (queries in query-set order): the same faiss
-    id or url, or, unless ``duplicate_similarity`` is ``None``, an image at least that
-    cosine-similar (found among the index's ``duplicate_neighbours`` nearest neighbours of
-    each hit); ``max_per_query`` keeps at most that many of what is left (so ``k=60,
-    max_per_query=20`` gives 20 distinct images where duplicates are common).
+    Filters apply to each query's neighbours in rank order: the floor, then deduplication,
+    then the cap. ``k=60, max_per_query=20, deduplicate=True`` gives 20 distinct images per
+    query where duplicates are common. Queries are handled in query-set order, so with
+    deduplication an image goes to the first query that reaches it.
 
-    ``batch_size`` queries are embedded, searched and written together. Image-URL queries are
-    fetched ``fetch_concurrency`` at a time, each capped at ``max_image_bytes``, with the
-    downloader's address checks (``allow_private_urls`` lifts them: tests, a local demo);
-    every image query is refused above ``max_image_pixels`` (decompression bombs).
+    Attributes:
+        k: neighbours searched per query (Fondant's ``num_images``).
+        min_similarity: drop hits below this similarity (cosine on unit vectors); ``None``
+            keeps all.
+        max_per_query: keep at most this many hits per query after the other filters;
+            ``None`` keeps up to ``k``.
+        deduplicate: drop a hit whose image was already kept anywhere earlier in the result:
+            the same faiss id or url, or a near-identical image (``duplicate_similarity``).
+        duplicate_similarity: cosine at or above which two images are the same picture;
+            ``None`` compares ids and urls only.
+        duplicate_neighbours: nearest neighbours of each hit, in the index, checked for
+            near-identical copies.
+        batch_size: queries embedded, searched and written together (one row group).
+        fetch_concurrency: image-URL queries fetched at once.
+        max_image_bytes: largest image a URL, file or bytes query may be.
+        max_image_pixels: image queries above this many pixels are refused before decoding
+            (decompression bombs).
+        allow_private_urls: let image-URL queries reach private and loopback addresses
+            (tests, a local demo); off, every redirect hop is checked.
     """
 
     k: int = 20

@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from retrieve_samples import N_RANDOM, NEAR_COPIES
 
-from clip_assets.retrieve import QuerySet, RetrievalSettings, read_description, retrieve_to_file
+from clip_assets.retrieve.query_set import QuerySet
+from clip_assets.retrieve.retrieval import read_description, retrieve_to_file
 from clip_assets.retrieve.retrieval_summary import preview_markdown
+from clip_assets.retrieve.retrieve_settings import RetrievalSettings
 from clip_assets.schemas import RETRIEVAL_SCHEMA
 from clip_assets.search import ClipSearcher
 

@@ -12,13 +12,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clip_assets.download.download_settings import DownloadSettings
-from clip_assets.retrieve import (
-    QuerySet,
-    RetrievalSettings,
-    download_hits_to_file,
-    retrieve_to_file,
-    write_fondant,
-)
+from clip_assets.retrieve.fondant_view import write_fondant
+from clip_assets.retrieve.query_set import QuerySet
+from clip_assets.retrieve.retrieval import retrieve_to_file
+from clip_assets.retrieve.retrieve_settings import RetrievalSettings
+from clip_assets.retrieve.retrieved_images import download_hits_to_file
 from clip_assets.schemas import FONDANT_RETRIEVAL_SCHEMA, RETRIEVED_IMAGES_SCHEMA
 from clip_assets.search import ClipSearcher
 

@@ -13,7 +13,9 @@ from retrieve_samples import CAPTIONS, picture
 
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.images import jpeg
-from clip_assets.retrieve import QuerySet, QuerySetError, RetrievalSettings, retrieve_to_file
+from clip_assets.retrieve.query_set import QuerySet, QuerySetError
+from clip_assets.retrieve.retrieval import retrieve_to_file
+from clip_assets.retrieve.retrieve_settings import RetrievalSettings
 from clip_assets.search import ClipSearcher
 
 SETTINGS = RetrievalSettings(k=3, allow_private_urls=True)
