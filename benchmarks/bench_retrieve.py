@@ -18,7 +18,7 @@ Rows of the table, all over the same searcher (``ClipSearcher.open``, memory-map
 - ``text, batch`` / ``text, one at a time``: ``--prompts`` captions as a CSV query set through
   ``retrieve_to_file``, against ``ClipSearcher.search_texts([prompt], k)`` per prompt;
 - ``embeddings, batch, exact dedup`` / ``dedup``: the batch row with deduplication across the
-  whole result by id and url only, and with near-duplicate removal (cosine >= 0.96) as well.
+  whole result by id and url only, and with near-duplicate removal (cosine >= 0.94) as well.
 
 queries/s is queries over wall time; queries/CPU-s over this process's CPU time (all threads),
 the figure other work on a shared machine distorts least. ``--torch-threads 1`` keeps the text

@@ -1,7 +1,8 @@
 """Which of each query's neighbours a retrieval keeps: floor, deduplication, cap.
 
 ``HitSelector.select`` reads one batch's ``(similarities, ids)`` from ``ClipSearcher.nearest``
-(rows in query order, columns best first) and returns the kept hits as flat arrays grouped by
+(rows in query order, columns best first; with near-duplicate detection also the neighbours'
+vectors, from ``nearest_with_vectors``) and returns the kept hits as flat arrays grouped by
 query, in rank order, with counts of what each filter dropped. The selector outlives the batch:
 deduplication is across the whole result, first come first kept (earlier queries win).
 
@@ -12,9 +13,10 @@ How duplicates are found, with memory that does not grow with the number of quer
 - near-identical images: when a hit is kept, its own nearest neighbours in the index at or
   above ``duplicate_similarity`` are marked as shadowed, and a candidate is a duplicate when it
   is shadowed or one of its own such neighbours was kept. The neighbours come from one batched
-  search of the candidates' stored vectors (``index.reconstruct``), so near-duplicates are
-  found as reliably as the index finds near neighbours, and the cost is one extra search per
-  candidate, paid only when near-duplicate detection is on.
+  search of the candidates' stored vectors, so near-duplicates are found as reliably as the
+  index finds near neighbours, and the cost is one extra search per candidate, paid only when
+  near-duplicate detection is on. An index that cannot give its vectors back
+  (``ClipSearcher.dedup_method`` "url": fast-scan codes) deduplicates by id and url only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import faiss
 import numpy as np
 
 from clip_assets.retrieve.retrieve_settings import RetrievalSettings
@@ -47,13 +48,25 @@ class HitSelector:
         self._searcher = searcher
         self._settings = settings
         self._keys: np.ndarray | None = None
+        #: How duplicates are told apart: "off", "url" (ids and urls) or "embedding" as well.
+        self.method = "off"
         if settings.deduplicate:
+            near = settings.near_duplicates and searcher.dedup_method == "embedding"
+            self.method = "embedding" if near else "url"
             self._keys = searcher.mapping.value_codes("url")
             self._kept = np.zeros(int(self._keys.max(initial=0)) + 1, dtype=bool)
             self._shadow = np.zeros_like(self._kept)
 
-    def select(self, similarities: np.ndarray, ids: np.ndarray) -> Selection:
-        """The hits of one batch that pass the floor, deduplication and the cap."""
+    @property
+    def needs_vectors(self) -> bool:
+        """Whether ``select`` needs the neighbours' vectors (near-duplicate detection)."""
+        return self.method == "embedding"
+
+    def select(
+        self, similarities: np.ndarray, ids: np.ndarray, vectors: np.ndarray | None = None
+    ) -> Selection:
+        """The hits of one batch that pass the floor, deduplication and the cap; ``vectors``
+        (shape ``ids.shape + (dim,)``) are required when ``needs_vectors``."""
         found = ids >= 0
         passing = found.copy()
         if self._settings.min_similarity is not None:
@@ -62,7 +75,7 @@ class HitSelector:
         if self._keys is None:
             selection = self._capped(passing, similarities, ids)
         else:
-            selection = self._deduplicated(self._keys, passing, similarities, ids)
+            selection = self._deduplicated(self._keys, passing, similarities, ids, vectors)
         selection.dropped.update(dropped)
         return selection
 
@@ -79,13 +92,22 @@ class HitSelector:
         )
 
     def _deduplicated(
-        self, keys: np.ndarray, passing: np.ndarray, similarities: np.ndarray, ids: np.ndarray
+        self,
+        keys: np.ndarray,
+        passing: np.ndarray,
+        similarities: np.ndarray,
+        ids: np.ndarray,
+        vectors: np.ndarray | None,
     ) -> Selection:
         kept, shadow = self._kept, self._shadow
         # Images kept by earlier batches need no neighbour search: they are duplicates already.
         candidate_keys = keys[np.where(passing, ids, 0)]
         fresh = passing & ~kept[candidate_keys] & ~shadow[candidate_keys]
-        near = self._near_keys(keys, ids[fresh]) if self._settings.near_duplicates else {}
+        near = {}
+        if self.needs_vectors and fresh.any():
+            if vectors is None:
+                raise ValueError("near-duplicate detection needs the neighbours' vectors")
+            near = self._near_keys(keys, ids[fresh], vectors[fresh])
         cap = self._settings.max_per_query or ids.shape[1]
         rows, ranks, columns = [], [], []
         dropped: Counter[str] = Counter()
@@ -117,35 +139,15 @@ class HitSelector:
             dropped=dropped,
         )
 
-    def _near_keys(self, keys: np.ndarray, candidates: np.ndarray) -> dict[int, np.ndarray]:
+    def _near_keys(
+        self, keys: np.ndarray, candidates: np.ndarray, vectors: np.ndarray
+    ) -> dict[int, np.ndarray]:
         """Faiss id -> image keys of its near-identical neighbours, for each candidate."""
-        unique = np.unique(candidates)
+        unique, first = np.unique(candidates, return_index=True)
         if unique.size == 0:
             return {}
-        vectors = stored_vectors(self._searcher.index, unique)
         depth = min(self._settings.duplicate_neighbours + 1, len(self._searcher))
-        similarities, neighbours = self._searcher.nearest(vectors, depth)
+        similarities, neighbours = self._searcher.nearest(vectors[first], depth)
         close = (neighbours >= 0) & (similarities >= self._settings.duplicate_similarity)
         close &= neighbours != unique[:, None]
         return {int(faiss_id): keys[neighbours[i][close[i]]] for i, faiss_id in enumerate(unique)}
-
-
-def stored_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
-    """The vectors the index holds for ``ids`` (approximations for compressed indexes).
-
-    An IVF index needs its id -> list map first; it is built once, in memory, on first use
-    (``make_direct_map`` reads the inverted lists, so a memory-mapped index works too).
-    """
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    try:
-        return index.reconstruct_batch(ids)
-    except RuntimeError as first:
-        try:
-            faiss.extract_index_ivf(index).make_direct_map()
-        except RuntimeError:
-            raise ValueError(
-                f"this index ({type(index).__name__}) cannot return its vectors, which "
-                "near-duplicate detection needs: deduplicate by id and url only "
-                "(duplicate_similarity=None)"
-            ) from first
-        return index.reconstruct_batch(ids)

@@ -6,16 +6,16 @@ batch positions they stand for, and a ``QueryFailure`` for every other query. A 
 (blank prompt, zero or non-finite embedding, unreachable URL, missing file, bytes that are no
 image, a decompression bomb) fails alone, with a reason, and never stops the batch; an
 embedding of the wrong width is a ``ValueError`` for the whole set, since every row of it will
-be wrong. Texts and images go to the encoder as one list (it batches them itself); URLs are
-fetched concurrently through the search service's guarded fetcher (address checks on every
-hop, size cap). Image reasons use the images stage's vocabulary (``download.reasons``).
+be wrong. A batch's prompts go to the encoder as one list (it batches them itself), its
+images ``IMAGE_CHUNK`` at a time; URLs are fetched concurrently through the search service's
+guarded fetcher (address checks on every hop, size cap); every image is decoded once, under
+the pixel limit, by the images stage's own guard (``download.decode_guard``), whose reasons
+it reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image, UnidentifiedImageError
 
 from clip_assets.download import reasons
+from clip_assets.download.decode_guard import ImageRefused, decode_checked
 from clip_assets.retrieve.query_set import QueryBatch
 from clip_assets.retrieve.retrieve_settings import RetrievalSettings
 from clip_assets.search import ClipSearcher
@@ -38,6 +38,8 @@ NOT_FINITE = "not_finite"
 ZERO_VECTOR = "zero_vector"
 MISSING_FILE = "missing_file"
 FETCH_ERROR = "fetch_error"
+#: Image queries decoded and embedded together (decoded pictures are held until embedded).
+IMAGE_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -115,16 +117,24 @@ def _images(
         loaded = [_read_file(batch.folder, p, settings.max_image_bytes) for p in batch.values]
     else:
         loaded = [_bytes_or_reason(b, settings.max_image_bytes) for b in batch.values]
-    usable, images, failures = [], [], []
-    for i, (data, problem) in enumerate(loaded):
-        problem = problem or image_problem(data, settings.max_image_pixels)
-        if problem:
+    usable, vectors, failures = [], [], []
+    # A chunk at a time: decoded pictures are large, and a batch may hold a thousand.
+    for lo in range(0, len(loaded), IMAGE_CHUNK):
+        pictures = []
+        for i in range(lo, min(lo + IMAGE_CHUNK, len(loaded))):
+            data, problem = loaded[i]
+            if problem is None:
+                try:
+                    pictures.append(decode_checked(data, settings.max_image_pixels))
+                    usable.append(i)
+                    continue
+                except ImageRefused as refused:
+                    problem = (refused.reason, str(refused))
             failures.append(QueryFailure(batch.ids[i], *problem))
-        else:
-            usable.append(i)
-            images.append(data)
-    vectors = searcher.encoder.encode_images(images) if images else None
-    return EmbeddedQueries(_rows(vectors, searcher.dim), np.array(usable, np.int64), failures)
+        if pictures:
+            vectors.append(searcher.encoder.encode_pil(pictures))
+    stacked = np.concatenate(vectors) if vectors else None
+    return EmbeddedQueries(_rows(stacked, searcher.dim), np.array(usable, np.int64), failures)
 
 
 Loaded = tuple[bytes | None, tuple[str, str] | None]
@@ -167,29 +177,6 @@ def _bytes_or_reason(data: bytes | None, max_bytes: int) -> Loaded:
     if len(data) > max_bytes:
         return None, (reasons.TOO_LARGE, f"over {max_bytes} bytes")
     return data, None
-
-
-def image_problem(data: bytes | None, max_pixels: int) -> tuple[str, str] | None:
-    """``(reason, detail)`` when ``data`` is not a decodable image within ``max_pixels``;
-    the size is read from the header before any pixel is decoded."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data or b"")) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    return reasons.DECOMPRESSION_BOMB, f"{width}x{height} pixels"
-                image.load()
-    except Image.DecompressionBombError as error:
-        return reasons.DECOMPRESSION_BOMB, str(error)
-    except UnidentifiedImageError:
-        return reasons.NOT_AN_IMAGE, "not a known image format"
-    except OSError as error:
-        truncated = "truncated" in str(error) or "broken data stream" in str(error)
-        return (reasons.TRUNCATED_IMAGE if truncated else reasons.DECODE_ERROR), str(error)
-    except Exception as error:  # untrusted bytes in a large C decoder: any failure is theirs
-        return reasons.DECODE_ERROR, str(error)
-    return None
 
 
 def _rows(vectors: np.ndarray | None, dim: int) -> np.ndarray:

@@ -78,15 +78,20 @@ def iter_retrieval(
 ) -> Iterator[pa.Table]:
     """One RETRIEVAL_SCHEMA table per batch of queries, counted into ``summary``."""
     selector = HitSelector(searcher, settings)
+    if summary is not None:
+        summary.deduplication = selector.method
     k = min(settings.k, len(searcher))
     for batch in queries.batches(settings.batch_size):
         embedded = embed_queries(searcher, batch, settings)
-        if len(embedded.positions) and k:
-            similarities, ids = searcher.nearest(embedded.vectors, k)
-        else:
+        vectors = None
+        if not len(embedded.positions) or not k:
             similarities = np.empty((len(embedded.positions), 0), np.float32)
             ids = np.empty((len(embedded.positions), 0), np.int64)
-        selection = selector.select(similarities, ids)
+        elif selector.needs_vectors:
+            similarities, ids, vectors = searcher.nearest_with_vectors(embedded.vectors, k)
+        else:
+            similarities, ids = searcher.nearest(embedded.vectors, k)
+        selection = selector.select(similarities, ids, vectors)
         table = _hits_table(searcher, batch, embedded, selection)
         if summary is not None:
             summary.add(

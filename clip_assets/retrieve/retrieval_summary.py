@@ -30,6 +30,8 @@ class RetrievalSummary:
 
     def __init__(self) -> None:
         self.queries = self.hits = self.queries_with_hits = 0
+        #: How duplicates were told apart (``HitSelector.method``): off, url or embedding.
+        self.deduplication = "off"
         self.dropped: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.failed_examples: list[dict[str, str]] = []
@@ -71,6 +73,7 @@ class RetrievalSummary:
         """Keys: ``queries``, ``queries_failed``, ``failure_reasons``, ``failed_examples``,
         ``queries_with_hits``, ``queries_without_hits`` (usable queries whose hits were all
         filtered out), ``hits``, ``hits_per_query``, ``dropped`` (filter -> hits),
+        ``deduplication`` (off, url or embedding),
         ``similarity`` (``min``, ``mean``, ``max``, ``p5``..``p95``, and ``histogram``: bin
         ``edges`` and ``counts``, 0.05 wide) and ``preview`` (the best hits, as dicts)."""
         failed = sum(self.failures.values())
@@ -85,6 +88,7 @@ class RetrievalSummary:
             "hits": self.hits,
             "hits_per_query": self.hits / usable if usable else 0.0,
             "dropped": dict(self.dropped),
+            "deduplication": self.deduplication,
             "similarity": self._similarity(),
             "preview": [row for _, _, row in sorted(self._best, reverse=True)],
         }

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Default cosine at or above which two images count as near-identical. Copies of one picture
-#: (resized, recompressed, re-hosted) score about 0.97 and up with CLIP ViT-B/32; different
-#: photographs of the same subject rarely pass 0.95.
-DUPLICATE_SIMILARITY = 0.96
+from clip_assets.search.dedup import NEAR_DUPLICATE_COSINE
+
+#: Default cosine at or above which two images count as near-identical: clip back's (and our
+#: search service's) threshold, so a retrieval and a deduplicated search agree on "the same".
+DUPLICATE_SIMILARITY = NEAR_DUPLICATE_COSINE
 
 
 @dataclass(frozen=True)

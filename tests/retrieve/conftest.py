@@ -45,15 +45,28 @@ def indexed_vectors() -> np.ndarray:
     return np.concatenate([base, copies, repeats])
 
 
-@pytest.fixture(scope="session")
-def vector_index(tmp_path_factory: pytest.TempPathFactory, indexed_vectors: np.ndarray) -> Path:
-    ds = tmp_path_factory.mktemp("storage") / "vectors"
-    urls = [f"https://img.example/{i}.jpg" for i in range(len(indexed_vectors))]
+def write_vector_index(ds: Path, vectors: np.ndarray, key: str = "Flat") -> Path:
+    urls = [f"https://img.example/{i}.jpg" for i in range(len(vectors))]
     for n, i in enumerate(URL_REPEATS):
         urls[N_RANDOM + len(NEAR_COPIES) + n] = urls[i]
-    captions = [f"caption {i}" for i in range(len(indexed_vectors))]
-    write_storage(ds, indexed_vectors, mapping_rows(urls, captions), None)
+    captions = [f"caption {i}" for i in range(len(vectors))]
+    write_storage(ds, vectors, mapping_rows(urls, captions), None, key)
     return ds
+
+
+@pytest.fixture(scope="session")
+def vector_index(tmp_path_factory: pytest.TempPathFactory, indexed_vectors: np.ndarray) -> Path:
+    return write_vector_index(tmp_path_factory.mktemp("storage") / "vectors", indexed_vectors)
+
+
+@pytest.fixture(scope="session")
+def fast_scan_searcher(
+    tmp_path_factory: pytest.TempPathFactory, indexed_vectors: np.ndarray
+) -> ClipSearcher:
+    """The same vectors as ``vector_index`` in IVF 4-bit fast-scan PQ codes, which faiss cannot
+    turn back into vectors."""
+    ds = tmp_path_factory.mktemp("storage") / "fast_scan"
+    return ClipSearcher.open(write_vector_index(ds, indexed_vectors, "IVF2,PQ32x4fs"))
 
 
 @pytest.fixture(scope="session")

@@ -25,10 +25,13 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def write_storage(ds: Path, vectors: np.ndarray, mapping: dict[str, list], model: dict | None):
-    """``<ds>/index/faiss`` (exact inner product), ``model.json``, ``id_mapping/``."""
+def write_storage(
+    ds: Path, vectors: np.ndarray, mapping: dict[str, list], model: dict | None, key: str = "Flat"
+):
+    """``<ds>/index/faiss`` (an inner-product ``key`` index), ``model.json``, ``id_mapping/``."""
     (ds / "index").mkdir(parents=True)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    index = faiss.index_factory(vectors.shape[1], key, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
     index.add(vectors)
     faiss.write_index(index, str(ds / "index" / "faiss"))
     if model is not None:

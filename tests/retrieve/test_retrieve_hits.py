@@ -13,7 +13,7 @@ from retrieve_samples import N_RANDOM, NEAR_COPIES
 from clip_assets.retrieve.query_set import QuerySet
 from clip_assets.retrieve.retrieval import read_description, retrieve_to_file
 from clip_assets.retrieve.retrieval_summary import preview_markdown
-from clip_assets.retrieve.retrieve_settings import RetrievalSettings
+from clip_assets.retrieve.retrieve_settings import DUPLICATE_SIMILARITY, RetrievalSettings
 from clip_assets.schemas import RETRIEVAL_SCHEMA
 from clip_assets.search import ClipSearcher
 
@@ -123,13 +123,26 @@ def test_dedup_drops_same_url_and_near_identical_images_across_queries(
     kept_vectors = indexed_vectors[kept]
     cosine = kept_vectors @ kept_vectors.T
     np.fill_diagonal(cosine, 0)
-    assert cosine.max() < 0.96  # nothing near-identical survives
+    assert cosine.max() < DUPLICATE_SIMILARITY  # nothing near-identical survives
 
     exact_only, _ = run(
         vector_searcher, queries, tmp_path, k=3, deduplicate=True, duplicate_similarity=None
     )
     assert near in exact_only["id"].to_pylist()  # another url: only the embedding says "same"
     assert repeat not in exact_only["id"].to_pylist()
+    assert summary["deduplication"] == "embedding"
+
+
+def test_an_index_without_its_vectors_deduplicates_by_url(
+    fast_scan_searcher: ClipSearcher, indexed_vectors: np.ndarray, tmp_path: Path
+) -> None:
+    repeat = N_RANDOM + len(NEAR_COPIES)  # id 205 repeats id 5's url
+    queries = embedding_queries(tmp_path, indexed_vectors[[5, repeat]], ["a", "b"])
+    hits, summary = run(fast_scan_searcher, queries, tmp_path, k=5, deduplicate=True)
+    assert summary["deduplication"] == "url"
+    urls = hits["url"].to_pylist()
+    assert len(set(urls)) == len(urls) and "https://img.example/5.jpg" in urls
+    assert repeat not in hits["id"].to_pylist()  # id 5 took the url first
 
 
 def test_dedup_refills_from_deeper_neighbours_up_to_the_cap(
