@@ -103,7 +103,7 @@ class HitSelector:
         # Images kept by earlier batches need no neighbour search: they are duplicates already.
         candidate_keys = keys[np.where(passing, ids, 0)]
         fresh = passing & ~kept[candidate_keys] & ~shadow[candidate_keys]
-        near = {}
+        near: dict[int, np.ndarray] = {}
         if self.needs_vectors and fresh.any():
             if vectors is None:
                 raise ValueError("near-duplicate detection needs the neighbours' vectors")
