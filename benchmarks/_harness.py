@@ -275,3 +275,9 @@ if __name__ == "__main__":
         _serve(Path(sys.argv[2]), float(sys.argv[3]))
     else:
         sys.exit(f"usage: {sys.argv[0]} serve DIR LATENCY_S")
+
+
+def write_results(path: Path, args: object, results: object) -> None:
+    """A benchmark's command-line arguments and results as JSON at ``path`` (``--json``)."""
+    arguments = {key: str(value) for key, value in vars(args).items()}
+    path.write_text(json.dumps({"args": arguments, "results": results}, indent=1))

@@ -31,6 +31,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
+from _harness import write_results
 
 from clip_assets.index import EmbeddingShard, IndexSettings, build_index, open_index
 from clip_assets.index.params import apply_search_params
@@ -227,11 +228,7 @@ def main() -> None:
                     f"  p50 {point['p50_ms']:.3f} ms"
                 )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1
-            )
-        )
+        write_results(args.json, args, results)
 
 
 if __name__ == "__main__":

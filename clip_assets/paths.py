@@ -18,6 +18,10 @@ INFOS_NAME = "index_infos.json"
 SHARD_LIST_NAME = "shards.json"
 #: Beside the index: the model identity the vectors were embedded with (search reads it).
 MODEL_NAME = "model.json"
+#: A retrieval's outputs (``clip_assets.retrieve``): the hits, their Fondant view, their images.
+HITS_NAME = "hits.parquet"
+FONDANT_NAME = "fondant.parquet"
+RETRIEVED_IMAGES_NAME = "images.parquet"
 #: Files of the index folder, in upload order: ``index_infos.json`` last, so a reader that
 #: sees the new infos also sees the index they describe.
 INDEX_FILES = (INDEX_NAME, SHARD_LIST_NAME, MODEL_NAME, INFOS_NAME)
@@ -91,6 +95,15 @@ def id_mapping_name(number: int) -> str:
 def release_dir(ds: str) -> str:
     """Exactly what is uploaded to the Hub."""
     return f"{ds}/release"
+
+
+def retrieval_dir(ds: str, query_set: str) -> str:
+    """The retrieval of one named query set: ``HITS_NAME`` and, when made, the others."""
+    return f"{ds}/retrieval/{query_set}"
+
+
+def retrieval_file(ds: str, query_set: str, name: str) -> str:
+    return f"{retrieval_dir(ds, query_set)}/{name}"
 
 
 def key_of(path: str) -> str:

@@ -14,6 +14,9 @@ directory when present)::
         sha256_column: null
         rows_per_partition: 50000
         allowed_hosts: [10.0.0.5, mirror.lan]   # one host may be written without the list
+        query_sets:                          # optional: one retrieval asset per query set
+          controlnet: my_laion_subset/queries/controlnet.csv   # below the storage root
+          products: /data/prompts/products.parquet             # or an absolute local path
 
 Every entry is validated against :class:`DatasetSpec` (a pydantic dataclass: a number is not
 text, text is not a number, a string is not a list, unknown settings are refused). A scalar
@@ -61,6 +64,9 @@ class DatasetSpec:
     # served from a LAN mirror, or the offline demo on 127.0.0.1).
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    # Named query sets (name, location), each retrieved from the index by its own asset
+    # (``<ds>/retrieval/<name>``); a location is below the storage root unless absolute.
+    query_sets: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @field_validator("name")
     @classmethod
@@ -84,6 +90,26 @@ class DatasetSpec:
     def _hosts_as_tuple(cls, hosts: Any) -> Any:
         # One host written as a scalar is that host, not a sequence of characters.
         return (hosts,) if isinstance(hosts, str) else hosts
+
+    @field_validator("query_sets", mode="before")
+    @classmethod
+    def _query_sets_as_pairs(cls, query_sets: Any) -> Any:
+        # The registry file maps names to locations; the spec keeps sorted (name, location)
+        # pairs so it stays hashable.
+        if isinstance(query_sets, dict):
+            return tuple(sorted((str(name), str(where)) for name, where in query_sets.items()))
+        return query_sets
+
+    @field_validator("query_sets")
+    @classmethod
+    def _query_set_names(cls, query_sets: tuple[tuple[str, str], ...]) -> tuple:
+        for name, location in query_sets:
+            if not _NAME.match(name) or not location:
+                raise ValueError(
+                    f"query set {name!r} needs a name of letters, digits and '_' (it is part "
+                    "of an asset key) and a location"
+                )
+        return query_sets
 
     @field_validator("allowed_hosts")
     @classmethod

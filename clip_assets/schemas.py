@@ -73,3 +73,39 @@ ID_MAPPING_SCHEMA = pa.schema(
         pa.field("text", pa.string()),
     ]
 )
+
+
+#: One row per kept hit of a retrieval run, grouped by query in query-set order, ``rank`` 1 the
+#: most similar: ``query_id`` and ``query`` (the prompt, image URL or file; null for an
+#: embedding) come from the query set, ``id`` is the faiss id and ``uid``, ``url``, ``caption``
+#: its id-mapping row (null where the index's layout has no such column).
+RETRIEVAL_SCHEMA = pa.schema(
+    [
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("query", pa.string()),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("similarity", pa.float32(), nullable=False),
+    ]
+)
+
+#: A retrieval table with its images downloaded: every RETRIEVAL_SCHEMA row, in order, with
+#: the images stage's columns for that row's url (``status`` and ``reason`` as in IMAGES_SCHEMA).
+RETRIEVED_IMAGES_SCHEMA = pa.schema(
+    list(RETRIEVAL_SCHEMA) + [f for f in IMAGES_SCHEMA if f.name not in ("uid", "url")]
+)
+
+#: The shape Fondant's ``retrieve_from_faiss_by_prompt`` / ``_by_embedding`` components write:
+#: ``id`` (their dataframe index, unique per row), ``prompt_id`` (the query it answers),
+#: ``prompt`` (null for embedding queries) and ``image_url``, what ``download_images`` reads.
+FONDANT_RETRIEVAL_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("prompt_id", pa.string(), nullable=False),
+        pa.field("prompt", pa.string()),
+        pa.field("image_url", pa.string()),
+    ]
+)

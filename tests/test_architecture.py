@@ -8,7 +8,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "architecture.md"
-STAGE_PACKAGES = ("source", "download", "embed", "index", "release", "search", "serve", "offline")
+STAGE_PACKAGES = (
+    "source",
+    "download",
+    "embed",
+    "index",
+    "release",
+    "search",
+    "serve",
+    "retrieve",
+    "offline",
+)
 
 
 def _imports(path: Path) -> set[str]:

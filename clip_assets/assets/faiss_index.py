@@ -5,6 +5,7 @@ import json
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -13,6 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from clip_assets import paths
+from clip_assets.embed.checkpoint import sha256_file
 from clip_assets.embed.identity import ModelMismatchError, shared_identity
 from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
 from clip_assets.graph.dataset_graph import DatasetGraph
@@ -108,9 +110,14 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
             out = work / "index"
             infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
             (out / paths.MODEL_NAME).write_text(json.dumps(model, indent=1, sort_keys=True))
+            # The index's bytes are its data version: a rebuild that changes them marks what
+            # was made from the old index (retrievals) stale; one that does not, does not.
+            version = DataVersion(sha256_file(out / paths.INDEX_NAME)[:16])
             # One unit: a reader never sees an index beside another build's shard list.
             storage.replace_folder(out, paths.index_dir(ds), last=(paths.INFOS_NAME,))
         uri = storage.uri(paths.index_dir(ds))
-        return MaterializeResult(metadata=index_metadata(infos, len(keys), model, uri))
+        return MaterializeResult(
+            metadata=index_metadata(infos, len(keys), model, uri), data_version=version
+        )
 
     return faiss_index

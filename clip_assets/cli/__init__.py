@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from clip_assets.cli import k8s_commands, pipeline_commands, search_commands
+from clip_assets.cli import k8s_commands, pipeline_commands, retrieve_commands, search_commands
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ COMMANDS: dict[str, Command] = {
         "(clip-retrieval's clip back API) and a search page at /.",
         search_commands.add_serve_arguments,
         search_commands.run_serve,
+    ),
+    "retrieve": Command(
+        "turn a query set into a dataset of the index's nearest images",
+        "Retrieve the top-k images of every query of a query set (prompts, embeddings, image "
+        "URLs or files: parquet, CSV, a folder of them or .npy) into a parquet dataset of "
+        "query_id, query, rank, id, uid, url, caption, similarity; optionally Fondant's shape "
+        "and the images themselves. The index: --dataset in --root, --index-dir or --hf-repo.",
+        retrieve_commands.add_retrieve_arguments,
+        retrieve_commands.run_retrieve,
     ),
     "demo": Command(
         "run the whole graph offline on a sample served from 127.0.0.1, then search",

@@ -33,8 +33,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--image", action="append", type=Path, help="image file (repeatable)")
     query.add_argument("--image-url", action="append", help="image URL (repeatable)")
     query.add_argument("--embedding", type=Path, help=".npy file: one vector or one per row")
-    _add_index_source(parser)
-    _add_model_flags(parser)
+    add_index_source(parser)
+    add_model_flags(parser)
     parser.add_argument("-k", type=int, default=10, help="results per query")
     parser.add_argument("--dedup", action="store_true", help="drop repeated urls/uids")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -54,7 +54,7 @@ def run_search(args: argparse.Namespace) -> int:
     # Read and check the query files first: an unreadable image fails before any model loads.
     images = [_read_image(path) for path in args.image or []]
     vectors = _read_embeddings(args.embedding) if args.embedding is not None else None
-    with _open_searcher(args) as searcher:
+    with open_searcher(args) as searcher:
         options = {"deduplicate": args.dedup}
         if args.texts:
             labels, results = args.texts, searcher.search_texts(args.texts, args.k, **options)
@@ -129,7 +129,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", action="append", default=[], help="a dataset in --root (repeatable)"
     )
     parser.add_argument("--root", default=storage_root(), help="storage root (local or gs://)")
-    _add_model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback)")
     parser.add_argument("--port", type=int, default=1234, help="port")
     parser.add_argument("--max-k", type=int, default=10_000, help="largest num_images allowed")
@@ -189,7 +189,7 @@ def _split_index(spec: str) -> tuple[str, str]:
 # -- shared ---------------------------------------------------------------------------------
 
 
-def _add_index_source(parser: argparse.ArgumentParser) -> None:
+def add_index_source(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("index (one of)")
     group.add_argument("--dataset", help="dataset name in the storage root")
     group.add_argument("--root", default=storage_root(), help="storage root (local or gs://)")
@@ -198,7 +198,7 @@ def _add_index_source(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="revision of --hf-repo")
 
 
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "query model (default: the index's model.json, "
         f"else {DEFAULT_MODEL_NAME} {DEFAULT_PRETRAINED})"
@@ -209,7 +209,7 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _open_searcher(args: argparse.Namespace) -> Iterator[ClipSearcher]:
+def open_searcher(args: argparse.Namespace) -> Iterator[ClipSearcher]:
     chosen = [args.dataset, args.index_dir, args.hf_repo]
     if sum(x is not None for x in chosen) != 1:
         raise ValueError("give exactly one of --dataset, --index-dir or --hf-repo")

@@ -42,6 +42,14 @@ class DatasetGraph:
         ``k8s_job_executor``, ignored by the other executors."""
         return k8s_op_tags(step, self.spec.rows_per_partition, accelerator_from_env())
 
+    def query_set_key(self, query_set: str) -> AssetKey:
+        """``<ds>/queries/<name>``: a named query set of the registry, observed."""
+        return AssetKey([self.spec.name, "queries", query_set])
+
+    def retrieval_key(self, query_set: str) -> AssetKey:
+        """``<ds>/retrieval/<name>``: that query set's hits from the index."""
+        return AssetKey([self.spec.name, "retrieval", query_set])
+
     def partitioned_stage(self, stage: str, upstream: str) -> dict[str, Any]:
         """``@asset`` arguments of a per-partition stage reading ``upstream``'s partition."""
         return {

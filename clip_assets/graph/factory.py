@@ -17,6 +17,8 @@ from clip_assets.assets.id_mapping import build_id_mapping_asset
 from clip_assets.assets.images import build_images_asset
 from clip_assets.assets.index_checks import build_index_checks
 from clip_assets.assets.metadata import build_metadata_asset
+from clip_assets.assets.query_set import build_query_set_asset
+from clip_assets.assets.retrieval import build_retrieval_asset
 from clip_assets.assets.source import build_source_asset
 from clip_assets.graph.automation import build_rebuild_sensor
 from clip_assets.graph.dataset_graph import DatasetGraph
@@ -34,11 +36,21 @@ ASSET_BUILDERS = (
 )
 
 
+#: Per named query set of the registry: the observed query set, then its retrieval.
+QUERY_SET_BUILDERS = (build_query_set_asset, build_retrieval_asset)
+
+
 def dataset_definitions(graph: DatasetGraph) -> Definitions:
-    """The dataset's source asset, six stage assets, their checks, its discovery sensor and
-    the automation sensor that rebuilds its index."""
+    """The dataset's source asset, six stage assets, two assets per query set (the query set
+    and its retrieval), their checks, its discovery sensor and the automation sensor that
+    rebuilds its index."""
+    query_set_assets = [
+        build(graph, name, location)
+        for name, location in graph.spec.query_sets
+        for build in QUERY_SET_BUILDERS
+    ]
     return Definitions(
-        assets=[build(graph) for build in ASSET_BUILDERS],
+        assets=[build(graph) for build in ASSET_BUILDERS] + query_set_assets,
         asset_checks=build_index_checks(graph),
         sensors=[build_discovery_sensor(graph), build_rebuild_sensor(graph)],
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
+from clip_assets.retrieve.retrieval_summary import preview_markdown
+
 _REASONS_SCHEMA = TableSchema(
     columns=[
         TableColumn("reason", "string"),
@@ -97,6 +99,54 @@ def index_metadata(
         "path": MetadataValue.path(uri),
     }
     return {name: value for name, value in metadata.items() if value is not None}
+
+
+#: The similarity figures of a retrieval summary that become plottable metadata entries.
+_QUANTILE_NAMES = ("min", "p5", "p25", "p50", "mean", "p75", "p95", "max")
+_HISTOGRAM_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("from", "float", description="similarity, inclusive"),
+        TableColumn("to", "float", description="similarity, exclusive"),
+        TableColumn("hits", "int"),
+    ]
+)
+
+
+def retrieval_metadata(summary: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """One retrieval (see retrieve.retrieval_summary): plottable counts and similarity
+    quantiles, the similarity histogram and failure reasons as tables, the best hits as a
+    Markdown table, and the image download's counts when it ran."""
+    queries, similarity = summary["queries"], summary["similarity"]
+    histogram = similarity.get("histogram", {"edges": [], "counts": []})
+    bins = zip(histogram["edges"], histogram["edges"][1:], histogram["counts"], strict=False)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": summary["hits"],
+        "queries": queries,
+        "queries_failed": summary["queries_failed"],
+        "queries_without_hits": summary["queries_without_hits"],
+        "hits_per_query": round(summary["hits_per_query"], 3),
+        **{f"dropped_{name}": count for name, count in sorted(summary["dropped"].items())},
+        **{
+            f"similarity_{name}": round(similarity[name], 4)
+            for name in _QUANTILE_NAMES
+            if name in similarity
+        },
+        "similarity_histogram": MetadataValue.table(
+            [TableRecord({"from": lo, "to": hi, "hits": n}) for lo, hi, n in bins],
+            schema=_HISTOGRAM_SCHEMA,
+        ),
+        "failure_reasons": reasons_table(summary["failure_reasons"], queries),
+        "top_hits": MetadataValue.md(preview_markdown(summary["preview"])),
+        "queries_per_s": round(summary["queries_per_s"], 1),
+        "elapsed_s": round(summary["elapsed_s"], 2),
+        "path": MetadataValue.path(uri),
+    }
+    if "images" in summary:
+        images = summary["images"]
+        metadata["images_ok"] = images["ok"]
+        metadata["images_success_rate"] = round(images["success_rate"], 4)
+        metadata["image_failure_reasons"] = reasons_table(images["reasons"], images["attempted"])
+    return metadata
 
 
 def _maybe_round(value: float | None, digits: int = 4) -> float | None:

@@ -2,7 +2,8 @@
 
 Reads our mapping (``i``, ``uid``, ``url``, ``text``), Fondant's (``url``, ``i``) and clip back's
 ``metadata/`` (no ``i``: row n of the sorted files is id n). Columns a layout lacks come back as
-``None``. Rows stay in Arrow memory (compact strings) and are gathered per query.
+``None``. Rows stay in Arrow memory (compact strings) and are gathered with one Arrow ``take``
+per query or batch of hits.
 """
 
 from __future__ import annotations
@@ -73,19 +74,45 @@ class IdMapping:
 
     def rows(self, ids: list[int] | np.ndarray) -> list[Row]:
         """The rows of ``ids``, in order; raises ``KeyError`` for an id with no row."""
+        taken = self.take(ids)
+        values = [taken[field].to_pylist() for field in _FIELDS]
+        return [Row(*row) for row in zip(*values, strict=True)]
+
+    def take(self, ids: list[int] | np.ndarray) -> pa.Table:
+        """The ``url``, ``uid`` and ``caption`` (string columns, null where the layout lacks
+        one) of ``ids``, in order, gathered in one Arrow call; ``KeyError`` for an unknown id."""
         ids = np.asarray(ids, dtype=np.int64)
-        if ids.size == 0:
-            return []
         missing = ids[~self.contains(ids)]
         if missing.size:
             raise KeyError(f"ids not in the id mapping: {missing[:10].tolist()}")
         positions = ids if self._positions is None else self._positions[ids]
-        taken = self._table.take(pa.array(positions))
-        values = {
-            field: taken[column].to_pylist() if column else [None] * len(ids)
-            for field, column in self._columns.items()
-        }
-        return [Row(*(str_or_none(v) for v in row)) for row in zip(*values.values(), strict=True)]
+        taken = self._table.take(pa.array(positions, pa.int64()))
+        return pa.table(
+            {
+                field: _as_strings(taken[column]) if column else pa.nulls(len(ids), pa.string())
+                for field, column in self._columns.items()
+            }
+        )
+
+    def value_codes(self, field: str) -> np.ndarray:
+        """An int64 code per faiss id (index = id): two ids share a code exactly when both
+        have the same non-null ``field`` value (``url``, ``uid`` or ``caption``). Ids without a
+        value, and ids with no row, get codes of their own."""
+        limit = len(self) if self._positions is None else len(self._positions)
+        column = self._columns[field]
+        own = np.arange(limit, dtype=np.int64)
+        if column is None:
+            return own
+        encoded = pc.dictionary_encode(self._table[column]).combine_chunks()
+        by_position = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+        codes = own + len(encoded.dictionary)  # past every group code: one of its own per id
+        if self._positions is None:
+            by_id = by_position
+        else:
+            by_id = np.full(limit, -1, dtype=np.int64)
+            present = self._positions >= 0
+            by_id[present] = by_position[self._positions[present]]
+        return np.where(by_id >= 0, by_id, codes)
 
 
 def str_or_none(value: object) -> str | None:
@@ -95,6 +122,21 @@ def str_or_none(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A mapping column as strings: a uid stored as bytes or an integer still reads as text."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.string())
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        return pa.chunked_array(
+            [
+                pa.array([str_or_none(v) for v in chunk.to_pylist()], pa.string())
+                for chunk in column.chunks
+            ],
+            pa.string(),
+        )
+    return column.cast(pa.string())
 
 
 def _positions(ids: pa.ChunkedArray) -> np.ndarray | None:

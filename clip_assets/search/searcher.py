@@ -182,6 +182,28 @@ class ClipSearcher:
             return "url"
         return "embedding"
 
+    def nearest(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities (float32) and faiss ids (int64) of the ``k`` nearest neighbours of each
+        row of ``embeddings``, both of shape ``(n, k)``, best first, in one batched faiss call.
+
+        The arrays' form of ``search``, for callers that handle many queries at once: rows are
+        padded with id -1 (similarity -inf) where the index holds fewer than ``k`` vectors.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scores, ids = self.index.search(self._prepare(embeddings), k)
+        return self._similarities(scores, ids), ids
+
+    def nearest_with_vectors(
+        self, embeddings: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``nearest`` plus the indexed vectors of the neighbours, shape ``(n, k, dim)``
+        (approximations for compressed indexes); only where ``dedup_method`` is "embedding"."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scores, ids, vectors = self.index.search_and_reconstruct(self._prepare(embeddings), k)
+        return self._similarities(scores, ids), ids, vectors
+
     def search_texts(
         self, texts: list[str], k: int = 10, *, deduplicate: bool = False
     ) -> list[list[SearchResult]]:
@@ -266,6 +288,9 @@ class ClipSearcher:
             keep[n] = not keys & seen
             seen |= keys
         return scores[0][found], ids, keep
+
+    def _similarities(self, scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return np.where(ids >= 0, similarity(self.index, scores), -np.inf).astype(np.float32)
 
     def _results(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchResult]:
         found = ids >= 0  # faiss pads with -1 when fewer than ``k`` neighbours exist
