@@ -28,7 +28,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -61,6 +61,13 @@ class Fetched:
 
 Read = Callable[[httpx.Response], Awaitable[Fetched]]
 _OPTED_OUT = {reasons.ROBOTS_TXT, reasons.TDM_RESERVATION}
+
+
+@dataclass
+class _Contact:
+    """What one request under ``Fetcher._first_contact`` found: the host did not answer."""
+
+    unreachable: bool = False
 
 
 class Fetcher:
@@ -145,11 +152,14 @@ class Fetcher:
             refused = await self._refusal(target, site_rules)
             if refused is not None:
                 return refused
-            async with self._host_slot(target.host), self._first_contact(target.host), self._global:
-                if self._breaker.is_open(target.host):  # it opened while this one waited
+            host = target.host
+            async with self._host_slot(host), self._first_contact(host) as contact, self._global:
+                if self._breaker.is_open(host):  # it opened while this one waited
                     return Fetched(reason=reasons.HOST_UNREACHABLE)
                 result = await self._request(target, read)
-            self._breaker.record(target.host, result.reason)
+                # Counted before any slot is released, so a waiter sees this outcome.
+                self._breaker.record(host, result.reason)
+                contact.unreachable = result.reason in reasons.HOST_FAILURES
             if result.location is None:
                 return result
             if hop == self._settings.max_redirects:
@@ -179,16 +189,27 @@ class Fetcher:
             slot = self._hosts[host] = asyncio.Semaphore(self._per_host)
         return slot
 
-    def _first_contact(self, host: str) -> contextlib.AbstractAsyncContextManager:
-        """At most ``host_failure_limit`` requests at a time to a host that has not answered
-        yet: if it is dead, the breaker opens before more are sent."""
+    @contextlib.asynccontextmanager
+    async def _first_contact(self, host: str) -> AsyncIterator[_Contact]:
+        """At most ``host_failure_limit`` requests to a host that has not answered yet, in
+        flight or failed: a probe that fails to connect keeps its token, so a host dead from
+        the start sees exactly ``limit`` requests however many wait. The tokens come back
+        when the host answers (it is proven and no longer probed) or its breaker opens (the
+        waiters then return ``host_unreachable`` without a request)."""
+        contact = _Contact()
         if self._breaker.limit == 0 or self._breaker.proven(host):
             self._probes.pop(host, None)
-            return contextlib.nullcontext()
+            yield contact
+            return
         probe = self._probes.get(host)
         if probe is None:
             probe = self._probes[host] = asyncio.Semaphore(self._breaker.limit)
-        return probe
+        await probe.acquire()
+        try:
+            yield contact
+        finally:
+            if not contact.unreachable or self._breaker.is_open(host):
+                probe.release()
 
     async def _request(self, target: Target, read: Read) -> Fetched:
         """One HTTP GET under the total time limit; maps every failure to a reason."""
