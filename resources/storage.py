@@ -32,6 +32,7 @@ from pydantic import Field, PrivateAttr
 
 from clip_assets.atomic_files import TEMP_SUFFIX, replacing, unique_dir
 from clip_assets.paths import cache_dir
+from resources import folder_commits
 from resources.scratch import owner_tag, remove_orphans, scratch_dir
 
 #: Scratch folders live in this folder of a local root (see ``resources.scratch``).
@@ -355,13 +356,42 @@ class GCSStorage(StorageResource):
         """A local folder in the cache (``$CLIP_ASSETS_CACHE/scratch``): a bucket has none."""
         return cache_dir() / SCRATCH_FOLDER.lstrip(".")
 
+    def copy(self, source: str, target: str) -> None:
+        """Copies the object at ``source`` to ``target`` inside the bucket (no bytes pass
+        through this process); FileNotFoundError when ``source`` is gone."""
+        with self._reported(f"copying {self.uri(source)} to", target):
+            bucket = self._bucket()
+            source_blob = bucket.blob(self._name(source))
+            bucket.copy_blob(source_blob, bucket, self._name(target), retry=self._retry)
+
+    def generations(self, prefix: str) -> dict[str, int]:
+        """Each object below the folder ``prefix`` with its generation (which changes on
+        every write of it)."""
+        root = self._name(prefix).rstrip("/") + "/"
+        base = self.prefix.strip("/")
+        strip = len(base) + 1 if base else 0
+        with self._reported("listing", prefix):
+            blobs = self._bucket().list_blobs(prefix=root, retry=self._retry)
+            return {blob.name[strip:]: int(blob.generation) for blob in blobs}
+
     def replace_folder(self, local: Path, prefix: str, last: tuple[str, ...] = ()) -> None:
-        files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-        for rel in sorted(files, key=lambda rel: rel in last):
-            self.upload_file(local / rel, f"{prefix}/{rel}")
-        wanted = {f"{_check_relative(prefix)}/{rel}" for rel in files}
-        for stale in set(self.list(prefix)) - wanted:
-            self.delete(stale)
+        """Staged below ``.commits/``, committed by one journal object, rolled forward by
+        server-side copies (``resources.folder_commits``): readers through ``local_dir`` see
+        the old folder or the new one."""
+        folder_commits.replace_folder(self, local, _check_relative(prefix), last)
+
+    @contextmanager
+    def local_dir(self, prefix: str) -> Iterator[Path]:
+        """One version of the folder ``prefix``, downloaded: never files of two commits."""
+        with self.scratch("folder") as tmp:
+            folder_commits.read_folder(self, _check_relative(prefix), tmp)
+            yield tmp
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Also finishes the folder commits a killed writer left (``folder_commits``)."""
+        super().setup_for_execution(context)
+        for folder in folder_commits.finish_all_commits(self):
+            context.log.info(f"finished replacing {self.uri(folder)}, left by a killed run")
 
 
 def _sibling_dir(target: Path, kind: str) -> Path:

@@ -1,13 +1,16 @@
 """A GCS root whose server stops in the middle of an upload: a partition's images file, then
-the index. Each time: a clear failure naming the object, nothing half there, and a rerun that
-completes with storage consistent (every metadata row once in images; the index, its shard
-list, its infos and the id mapping from one build)."""
+the index (while it is staged, and while the committed folder is copied into place). Each
+time: a clear failure naming the object, nothing half there, the index folder read whole from
+one build, and a rerun that completes with storage consistent (every metadata row once in
+images; the index, its shard list, its infos and the id mapping from one build)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import faiss
 import pyarrow as pa
@@ -83,30 +86,40 @@ def test_uploads_cut_by_a_stopped_server_fail_clearly_and_a_rerun_completes(
         images = storage.read_table(images_path)
         assert images["uid"].equals(metadata["uid"])  # every row once, in order
 
-        # 2. An index over the first partition, then the second partition, then the server
-        # stops while the rebuilt index's files are being uploaded (after ``faiss``).
+        # 2. An index over the first partition, then the second partition; the rebuilt index
+        # is staged and committed as one folder (resources/folder_commits.py).
         assert run(("faiss_index", "id_mapping")).success
         assert run(PARTITIONED, second).success
         index_dir = paths.index_dir(spec.name)
-        gcs.stop_during_upload_of(f"{PREFIX}/{index_dir}/shards.json")
-        result = run(("faiss_index", "id_mapping"))
+        staged = re.escape(f"{PREFIX}/.commits/{quote(index_dir, safe='')}/".encode())
+
+        # 2a. The server stops while the new index is staged: the folder is the old build.
+        gcs.stop_at(staged + rb"[0-9a-f-]+/shards\.json")
+        result = run(("faiss_index",))
         assert not result.success and gcs.stopped.is_set()
-        assert storage.uri(f"{index_dir}/shards.json") in step_errors(result)
+        assert "shards.json failed" in step_errors(result)
         gcs.start()
-        for name in ("faiss", "shards.json", "index_infos.json", "model.json"):
-            assert whole(storage, f"{index_dir}/{name}"), name
+        assert_one_build(storage, spec.name, [first])
+
+        # 2b. The server stops while the committed index is copied into place, before its
+        # infos: a reader sees the new build whole, and the next run's setup finishes it.
+        target = quote(f"{PREFIX}/{index_dir}/{paths.INFOS_NAME}", safe="")
+        gcs.stop_at(f"copyTo/b/{BUCKET}/o/{target}".encode())
+        result = run(("faiss_index",))
+        assert not result.success and gcs.stopped.is_set()
+        gcs.start()
+        with storage.local_dir(index_dir) as seen:
+            assert (
+                json.loads((seen / paths.SHARD_LIST_NAME).read_text())["total_rows"]
+                == (json.loads((seen / paths.INFOS_NAME).read_text())["nb vectors"])
+                == faiss.read_index(str(seen / paths.INDEX_NAME)).ntotal
+            )
+        assert run(("id_mapping",)).success  # its storage setup rolls the index forward
+        assert storage.list(".commits") == []
+        assert_one_build(storage, spec.name, [first, second])
         assert run(("faiss_index", "id_mapping")).success
 
     assert_one_build(storage, spec.name, [first, second])
-
-
-def whole(storage: GCSStorage, path: str) -> bool:
-    """The object reads back as a complete file of its kind."""
-    data = storage.read_bytes(path)
-    if path.endswith(".json"):
-        return isinstance(json.loads(data), dict)
-    with storage.local_file(path) as local:
-        return faiss.read_index(str(local)).ntotal > 0
 
 
 def assert_one_build(storage: GCSStorage, ds: str, keys: list[str]) -> None:

@@ -4,16 +4,19 @@
 loopback TCP relay, and clients talk to the relay (``STORAGE_EMULATOR_HOST=<url>``).
 ``stop_during_upload_of(name)`` arms the relay: the first request that carries the object
 name ``name`` in its body (an upload; reads spell the name URL-encoded in the path) is
-forwarded only up to the end of that name, then both connections are closed and the
-emulator is stopped, as if the server died with the upload half sent. The cut falls inside
-the upload's metadata part on purpose: a real GCS never publishes part of an object, while
-the emulator's lenient multipart parser would store a truncated body. Until ``start()``
+forwarded only up to the end of that name (``stop_at(pattern)`` arms any regular expression
+over the raw request bytes, e.g. a server-side copy's URL-encoded target), then both
+connections are closed and the emulator is stopped, as if the server died with the upload
+half sent. The cut falls inside the upload's metadata part on purpose: a real GCS never
+publishes part of an object, while the emulator's lenient multipart parser would store a
+truncated body. Until ``start()``
 brings it back (same port, same objects) every connection is closed unanswered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from pathlib import Path
@@ -36,7 +39,7 @@ class StoppableGcs:
         self._emulator_port = _free_port()
         self._emulator: Server | None = None
         self._created = False
-        self._marker: bytes | None = None
+        self._marker: re.Pattern[bytes] | None = None
         self._lock = threading.Lock()
         self.stopped = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -66,8 +69,12 @@ class StoppableGcs:
 
     def stop_during_upload_of(self, name: str) -> None:
         """Arms the cut for the next upload of the object called ``name`` (bucket-relative)."""
+        self.stop_at(re.escape(name.encode()))
+
+    def stop_at(self, pattern: bytes) -> None:
+        """Arms the cut for the next request whose bytes match ``pattern``."""
         with self._lock:
-            self._marker = name.encode()
+            self._marker = re.compile(pattern)
 
     def __enter__(self) -> StoppableGcs:
         self.start()
@@ -122,8 +129,8 @@ class StoppableGcs:
             marker = self._marker
             if marker is None:
                 return None
-            at = (tail + chunk).find(marker)
-            if at < 0:
+            found = marker.search(tail + chunk)
+            if found is None:
                 return None
             self._marker = None
-        return max(0, at + len(marker) - len(tail))
+        return max(0, found.end() - len(tail))
