@@ -16,7 +16,7 @@ from pydantic import Field
 from clip_assets import paths
 from clip_assets.embed.checkpoint import sha256_file
 from clip_assets.embed.identity import ModelMismatchError, shared_identity
-from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.automation import rebuild_condition
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import index_metadata
 from clip_assets.graph.settings_config import config_class, settings_from_config
@@ -42,7 +42,7 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
     @asset(
         **graph.whole_stage("faiss_index", ["embeddings"]),
         kinds={"faiss"},
-        automation_condition=REBUILD_ON_NEW_INPUTS,
+        automation_condition=rebuild_condition(graph, "faiss_index"),
     )
     def faiss_index(
         context: AssetExecutionContext,
