@@ -17,6 +17,8 @@ directory when present)::
         query_sets:                          # optional: one retrieval asset per query set
           controlnet: my_laion_subset/queries/controlnet.csv   # below the storage root
           products: /data/prompts/products.parquet             # or an absolute local path
+        run_on_discovery: true               # false: discovery only adds the partitions and
+                                             # a person launches them (a UI backfill)
 
 Every entry is validated against :class:`DatasetSpec` (a pydantic dataclass: a number is not
 text, text is not a number, a string is not a list, unknown settings are refused). A scalar
@@ -67,6 +69,9 @@ class DatasetSpec:
     # Named query sets (name, location), each retrieved from the index by its own asset
     # (``<ds>/retrieval/<name>``); a location is below the storage root unless absolute.
     query_sets: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Whether the discovery sensor requests runs for the partitions it adds (or only adds
+    # them, leaving the launch to a person: "Materialize all partitions" in the UI).
+    run_on_discovery: bool = True
 
     @field_validator("name")
     @classmethod

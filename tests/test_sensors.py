@@ -114,3 +114,22 @@ def test_contiguous_runs_group_neighbours_up_to_the_limit() -> None:
         ("e", "f"),
     ]
     assert contiguous_runs(order, [], 4) == []
+
+
+def test_sensor_only_adds_partitions_when_runs_are_left_to_a_person(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_datacomp_shard(source, _rows(30, 0))
+    spec = DatasetSpec(
+        name="manual", source=str(source), rows_per_partition=20, run_on_discovery=False
+    )
+    resources = {
+        **default_resources(),
+        "storage": LocalStorage(root=str(tmp_path / "data")),
+        "hub": HubResource(),
+    }
+    defs = location_definitions([spec], resources)
+    instance = DagsterInstance.ephemeral()
+    result = _tick(defs, "manual_discover_shards", instance, resources)
+    assert isinstance(result, SensorResult)
+    assert result.run_requests == []
+    assert len(instance.get_dynamic_partitions(DatasetGraph(spec).partitions.name)) == 2

@@ -25,7 +25,8 @@ def discovery_sensor_name(graph: DatasetGraph) -> str:
 
 def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
     """Lists the dataset's source; adds partitions for new files or slices and requests runs
-    of metadata -> images -> embeddings for them, several partitions per run."""
+    of metadata -> images -> embeddings for them, several partitions per run (unless the
+    dataset's ``run_on_discovery`` is off: then a person launches them)."""
     spec = graph.spec
     remote = spec.hub_repo is not None or spec.source.startswith("gs://")
     stages = graph.keys(PARTITIONED_STAGES)
@@ -51,7 +52,8 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
         for problem in plan.problems:
             context.log.warning(f"{spec.name}: skipped {problem}")
         run_requests = []
-        for first, last in partition_ranges(partition_order(existing, plan), plan.run):
+        wanted = plan.run if spec.run_on_discovery else []
+        for first, last in partition_ranges(partition_order(existing, plan), wanted):
             partition_key, tags = range_request(first, last)
             run_requests.append(
                 RunRequest(asset_selection=stages, partition_key=partition_key, tags=tags)
