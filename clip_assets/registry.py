@@ -19,6 +19,7 @@ directory when present)::
           products: /data/prompts/products.parquet             # or an absolute local path
         run_on_discovery: true               # false: discovery only adds the partitions and
                                              # a person launches them (a UI backfill)
+        tolerated_failed_share: 0.05         # partitions failed for good the index leaves out
 
 Every entry is validated against :class:`DatasetSpec` (a pydantic dataclass: a number is not
 text, text is not a number, a string is not a list, unknown settings are refused). A scalar
@@ -72,6 +73,9 @@ class DatasetSpec:
     # Whether the discovery sensor requests runs for the partitions it adds (or only adds
     # them, leaving the launch to a person: "Materialize all partitions" in the UI).
     run_on_discovery: bool = True
+    # Share of the partitions that may have failed for good and still be left out of the
+    # index (the index, its metadata and the card name them); past it the build stops.
+    tolerated_failed_share: float = 0.05
 
     @field_validator("name")
     @classmethod
@@ -126,6 +130,13 @@ class DatasetSpec:
                     "(no spaces, commas, ports or URLs; list several as [a, b])"
                 )
         return hosts
+
+    @field_validator("tolerated_failed_share")
+    @classmethod
+    def _a_share(cls, share: float) -> float:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"must be within 0..1, got {share}")
+        return share
 
     @property
     def hub_repo(self) -> str | None:

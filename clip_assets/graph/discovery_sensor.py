@@ -63,9 +63,10 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
             dynamic_requests.append(partitions.build_add_request(plan.add))
         if plan.delete:
             dynamic_requests.append(partitions.build_delete_request(plan.delete))
+        launch = f"in {len(run_requests)} runs" if spec.run_on_discovery else "left to a person"
         context.log.info(
             f"{spec.name}: +{len(plan.add)} -{len(plan.delete)} partitions, "
-            f"{len(plan.run)} to run in {len(run_requests)} runs"
+            f"{len(plan.run)} to run {launch}"
         )
         return SensorResult(run_requests=run_requests, dynamic_partitions_requests=dynamic_requests)
 
