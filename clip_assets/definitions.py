@@ -31,7 +31,7 @@ def location_definitions(
     """Every dataset's graph, with ``resources``; runs execute with the executor the
     environment names (``clip_assets.deploy.executor_choice``)."""
     return Definitions.merge(
-        *(dataset_definitions(DatasetGraph(spec)) for spec in specs),
+        *(dataset_definitions(DatasetGraph(spec), resources) for spec in specs),
         Definitions(resources=dict(resources), executor=executor_from_env()),
     )
 

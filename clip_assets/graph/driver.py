@@ -196,7 +196,7 @@ def run_dataset(
     # module's plans, so the two modules need each other.
     from clip_assets.graph.factory import dataset_definitions
 
-    definitions = dataset_definitions(graph)
+    definitions = dataset_definitions(graph, resources)
     jobs = {
         name: define_asset_job(name, selection=graph.keys(stages))
         for name, stages in (
