@@ -8,8 +8,6 @@ resolver (``CachingStaleStatusResolver``, which the UI's staleStatus field reads
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._core.definitions.data_version import StaleStatus
