@@ -1,8 +1,11 @@
-"""A partition that fails for good: the index leaves it out and says so, within the dataset's
-tolerated share, and stops past it; re-executed alone once fixed, it repeats no finished work.
+"""A partition that fails for good: its neighbours in the failed range run again alone, the
+index leaves it out and says so, within the dataset's tolerated share, and stops past it;
+re-executed alone once fixed, it repeats no finished work.
 
 Real graph, real instance, real files: one source file of three slices and one of one slice,
-the second corrupted after discovery, so its partition fails in metadata on every attempt.
+the second corrupted after discovery, so its partition fails in metadata on every attempt. The
+four partitions run as one ranged run (as a backfill or the discovery sensor runs them), which
+fails; the held-partitions sensor is then ticked as the daemon would tick it.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import json
 from dataclasses import replace
 
 import pytest
-from dagster import AssetPartitionStatus, DagsterInstance, materialize
+from dagster import AssetPartitionStatus, DagsterInstance, build_sensor_context, materialize
 
 from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, WHOLE_DATASET_STAGES, DatasetGraph
 from clip_assets.graph.driver import discover
 from clip_assets.graph.factory import dataset_definitions
+from clip_assets.graph.held_partitions import build_held_partitions_sensor
 from clip_assets.graph.partitions import range_request
 from clip_assets.offline import images
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
@@ -57,7 +61,24 @@ def broken(tmp_path_factory, tiny_model_name, make_resources):
         bad_key = next(k for k in keys if k.startswith(bad.stem[:12]))
         original = bad.read_bytes()
         bad.write_bytes(b"not a parquet file")
-        outcomes = {key: _run(graph, instance, resources, PARTITIONED_STAGES, key) for key in keys}
+        _, tags = range_request(keys[0], keys[-1])
+        ranged = _run(graph, instance, resources, PARTITIONED_STAGES, tags=tags)
+        sensor = build_held_partitions_sensor(graph)
+        with build_sensor_context(instance=instance) as context:
+            tick = sensor(context)
+        outcomes = {
+            request.partition_key: _run(
+                graph,
+                instance,
+                resources,
+                PARTITIONED_STAGES,
+                request.partition_key,
+                tags=request.tags,
+            )
+            for request in tick.run_requests
+        }
+        with build_sensor_context(instance=instance, cursor=tick.cursor) as context:
+            second = sensor(context)
         built = _run(graph, instance, resources, WHOLE_DATASET_STAGES)
         yield {
             "tmp": tmp,
@@ -69,19 +90,26 @@ def broken(tmp_path_factory, tiny_model_name, make_resources):
             "bad_key": bad_key,
             "bad": bad,
             "original": original,
+            "ranged": ranged,
             "outcomes": outcomes,
+            "second": second,
             "built": built,
             "server": server,
             "good": good,
         }
 
 
-def test_the_bad_partition_fails_and_the_others_do_not(broken) -> None:
-    assert [k for k, r in broken["outcomes"].items() if not r.success] == [broken["bad_key"]]
+def test_the_neighbours_it_held_back_run_alone_once(broken) -> None:
+    assert not broken["ranged"].success
+    held = sorted(broken["outcomes"])
+    assert held == [k for k in broken["keys"] if k != broken["bad_key"]]
+    assert all(result.success for result in broken["outcomes"].values())
+    assert broken["second"].run_requests == []
     statuses = broken["instance"].get_status_by_partition(
         broken["graph"].key("embeddings"), broken["keys"], broken["graph"].partitions
     )
     assert statuses[broken["bad_key"]] == AssetPartitionStatus.FAILED
+    assert {statuses[k] for k in held} == {AssetPartitionStatus.MATERIALIZED}
 
 
 def test_the_index_leaves_it_out_and_the_index_metadata_and_card_say_so(broken) -> None:
