@@ -15,6 +15,7 @@ from dagster import (
 
 from clip_assets.definitions import location_definitions
 from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.driver import PartitionPlan, partition_order
 from clip_assets.graph.environment import default_resources
 from clip_assets.graph.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_runs
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
@@ -133,3 +134,10 @@ def test_sensor_only_adds_partitions_when_runs_are_left_to_a_person(tmp_path: Pa
     assert isinstance(result, SensorResult)
     assert result.run_requests == []
     assert len(instance.get_dynamic_partitions(DatasetGraph(spec).partitions.name)) == 2
+
+
+def test_partition_order_applies_deletes_and_additions_in_order() -> None:
+    existing = [f"k{i:05d}" for i in range(0, 20_000, 2)]
+    plan = PartitionPlan(add=["k00001", "k19999"], delete=existing[1:9_000], run=[])
+    order = partition_order(existing, plan)
+    assert order == sorted({*existing[:1], *existing[9_000:], "k00001", "k19999"})

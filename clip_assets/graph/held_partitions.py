@@ -60,14 +60,17 @@ def failed_in_run(instance: DagsterInstance, graph: DatasetGraph, run_id: str) -
 
 
 def held_back(
-    instance: DagsterInstance, graph: DatasetGraph, run_tags: dict[str, str], run_id: str
+    instance: DagsterInstance,
+    graph: DatasetGraph,
+    order: list[str],
+    run_tags: dict[str, str],
+    run_id: str,
 ) -> list[str]:
-    """The partitions of the failed ranged run that did not fail themselves and still lack
-    embeddings, in partition order."""
+    """The partitions of the failed ranged run (within ``order``, the dataset's partitions)
+    that did not fail themselves and still lack embeddings, in partition order."""
     failed = failed_in_run(instance, graph, run_id)
     if not failed:
         return []
-    order = sorted(instance.get_dynamic_partitions(graph.partitions.name))
     first, last = run_tags[RANGE_START_TAG], run_tags[RANGE_END_TAG]
     keys = [key for key in order if first <= key <= last and key not in failed]
     statuses = instance.get_status_by_partition(graph.key("embeddings"), keys, graph.partitions)
@@ -97,6 +100,7 @@ def build_held_partitions_sensor(graph: DatasetGraph) -> SensorDefinition:
             ascending=True,
         )
         requests, newest = [], after
+        order = sorted(instance.get_dynamic_partitions(graph.partitions.name)) if records else []
         for record in records:
             newest = max(newest, record.update_timestamp.timestamp())
             run = record.dagster_run
@@ -104,7 +108,7 @@ def build_held_partitions_sensor(graph: DatasetGraph) -> SensorDefinition:
                 continue
             if instance.get_runs(RunsFilter(tags={_PARENT_TAG: run.run_id}), limit=1):
                 continue  # run retries started it again; that retry is judged instead
-            for key in held_back(instance, graph, dict(run.tags), run.run_id):
+            for key in held_back(instance, graph, order, dict(run.tags), run.run_id):
                 requests.append(
                     RunRequest(
                         run_key=f"{run.run_id}:{key}",
