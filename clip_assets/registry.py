@@ -28,11 +28,13 @@ name or address (no spaces, commas, ports or URLs). :func:`read_registry` return
 specs and a :class:`RegistryProblem` per bad entry (file, dataset, setting, what is wrong),
 so one bad entry never takes the other datasets down; :func:`load_registry` is the strict
 form. A later name replaces an earlier one (a file entry may replace a built-in dataset).
-Adding a dataset to the file and reloading the code location adds its graph.
+Adding a dataset to the file adds its graph: the registry sensor
+(``clip_assets.graph.registry_sensor``) sees the file change and has the code location reloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -293,6 +295,15 @@ def read_registry(path: Path | None = None) -> Registry:
         else:
             problems.extend(spec)
     return Registry(list(by_name.values()), problems)
+
+
+def registry_fingerprint(path: Path | None = None) -> str:
+    """A digest of the registry file's bytes ("none" without one): equal digests, same
+    datasets. The registry sensor compares it with the one the code location loaded."""
+    path = registry_path(path)
+    if path is None or not path.exists():
+        return "none"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_registry(path: Path | None = None) -> list[DatasetSpec]:
