@@ -17,7 +17,12 @@ from clip_assets.definitions import location_definitions
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.driver import PartitionPlan, partition_order
 from clip_assets.graph.environment import default_resources
-from clip_assets.graph.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_runs
+from clip_assets.graph.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_runs,
+    partition_budget_warning,
+)
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.registry import DatasetSpec
 from resources.hub import HubResource
@@ -141,3 +146,9 @@ def test_partition_order_applies_deletes_and_additions_in_order() -> None:
     plan = PartitionPlan(add=["k00001", "k19999"], delete=existing[1:9_000], run=[])
     order = partition_order(existing, plan)
     assert order == sorted({*existing[:1], *existing[9_000:], "k00001", "k19999"})
+
+
+def test_more_partitions_than_dagster_advises_name_the_slice_size_that_fits() -> None:
+    assert partition_budget_warning(25_600, 50_000) is None
+    warning = partition_budget_warning(256_000, 50_000)
+    assert warning is not None and "rows_per_partition to at least 128,000" in warning

@@ -14,7 +14,7 @@ from dagster import (
 
 from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, DatasetGraph
 from clip_assets.graph.driver import partition_order, partition_ranges, plan_partitions
-from clip_assets.graph.partitions import range_request
+from clip_assets.graph.partitions import partition_budget_warning, range_request
 from resources.hub import HubResource
 from resources.storage import StorageResource
 
@@ -51,6 +51,9 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
             return SkipReason(f"{spec.source}: nothing new{skipped}")
         for problem in plan.problems:
             context.log.warning(f"{spec.name}: skipped {problem}")
+        too_many = partition_budget_warning(len(existing) + len(plan.add), spec.rows_per_partition)
+        if too_many:
+            context.log.warning(f"{spec.name}: {too_many}")
         run_requests = []
         wanted = plan.run if spec.run_on_discovery else []
         for first, last in partition_ranges(partition_order(existing, plan), wanted):
