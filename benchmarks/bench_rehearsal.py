@@ -71,6 +71,9 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--executor", default=None, help="CLIP_ASSETS_EXECUTOR for the runs (default: Dagster's)"
+    )
+    parser.add_argument(
         "--work", type=Path, default=None, help="default /tmp/clip-assets-rehearsal/<name>"
     )
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds for the whole run")
@@ -163,6 +166,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
             "CLIP_ASSETS_DATASETS": str(work / "datasets.yaml"),
             "CLIP_ASSETS_ROOT": str(work / "data"),
             "CLIP_ASSETS_DEVICE": args.device,
+            **({"CLIP_ASSETS_EXECUTOR": args.executor} if args.executor else {}),
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             **_model_env(args, work),
         }
@@ -235,6 +239,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": len(partitions),
         "model": args.model,
         "device": args.device,
+        "executor": args.executor or "default (multiprocess)",
         "latency_s": args.latency,
         "hosts": args.hosts,
         "source_kinds": kinds,
@@ -247,6 +252,12 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         "launch_to_release_s": round(release_at - launch, 1),
         "whole_dataset_builds": {stage: len(times) for stage, times in whole.items()},
         "index_build_runs": sum(1 for r in runs if "clip_assets/index_build" in r.tags),
+        # Backfill planning: how long the daemon took to submit every partition run.
+        "backfill_submitted_s": round(
+            max((r.times["created"] for r in runs if "dagster/backfill" in r.tags), default=launch)
+            - launch,
+            1,
+        ),
         "partition_runs": sum(1 for r in runs if "clip_assets/index_build" not in r.tags),
         "failed_runs": [r.run_id for r in runs if r.status != "SUCCESS"],
         "stages": stage_figures(runs, probe),
