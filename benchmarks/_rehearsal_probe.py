@@ -16,6 +16,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from _harness import descendants
+
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 #: Command-line fragments -> process kind, first match wins.
@@ -127,12 +129,7 @@ class ProcessProbe:
         children: dict[int, list[int]] = defaultdict(list)
         for proc in self.procs.values():
             children[proc.ppid].append(proc.pid)
-        out, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, ()))
-        return out
+        return descendants(children, root)
 
     def cpu_between(self, root: int, start: float, end: float) -> float:
         """CPU seconds ``root``'s process tree spent between two times (tick resolution)."""

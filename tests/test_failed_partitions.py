@@ -14,11 +14,10 @@ import json
 from dataclasses import replace
 
 import pytest
-from dagster import AssetPartitionStatus, DagsterInstance, build_sensor_context, materialize
+from dagster import AssetPartitionStatus, DagsterInstance, build_sensor_context
 
 from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, WHOLE_DATASET_STAGES, DatasetGraph
 from clip_assets.graph.driver import discover
-from clip_assets.graph.factory import dataset_definitions
 from clip_assets.graph.held_partitions import build_held_partitions_sensor
 from clip_assets.graph.partitions import range_request
 from clip_assets.offline import images
@@ -27,20 +26,9 @@ from clip_assets.offline.image_server import ImageServer, image
 from clip_assets.registry import DatasetSpec
 
 
-def _run(graph: DatasetGraph, instance, resources, stages, partition_key=None, tags=None):
-    return materialize(
-        list(dataset_definitions(graph).assets),
-        instance=instance,
-        resources=resources,
-        selection=graph.keys(stages),
-        partition_key=partition_key,
-        tags=tags,
-        raise_on_error=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory, tiny_model_name, make_resources):
+def broken(tmp_path_factory, tiny_model_name, make_resources, materialize_stages):
+    _run = materialize_stages
     tmp = tmp_path_factory.mktemp("failed-partitions")
     routes = {f"/img/{i}.jpg": image(images.jpeg(96, 80, seed=i)) for i in range(8)}
     with ImageServer(routes) as server:
@@ -95,6 +83,7 @@ def broken(tmp_path_factory, tiny_model_name, make_resources):
             "second": second,
             "built": built,
             "server": server,
+            "run": materialize_stages,
             "good": good,
         }
 
@@ -126,7 +115,7 @@ def test_the_index_leaves_it_out_and_the_index_metadata_and_card_say_so(broken) 
 
 def test_past_the_tolerated_share_the_index_stops_and_names_it(broken) -> None:
     strict = DatasetGraph(replace(broken["spec"], tolerated_failed_share=0.1))
-    result = _run(strict, broken["instance"], broken["resources"], ("faiss_index",))
+    result = broken["run"](strict, broken["instance"], broken["resources"], ("faiss_index",))
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.event_specific_data.error.message
@@ -138,7 +127,7 @@ def test_once_fixed_it_reruns_alone_and_repeats_no_finished_work(broken) -> None
     server, root = broken["server"], broken["tmp"] / "data" / "flaky"
     hits = dict(server.hits)
     kept = {p.name: p.stat().st_mtime_ns for p in (root / "images").iterdir()}
-    rerun = _run(
+    rerun = broken["run"](
         broken["graph"],
         broken["instance"],
         broken["resources"],
@@ -154,7 +143,7 @@ def test_once_fixed_it_reruns_alone_and_repeats_no_finished_work(broken) -> None
     hits = dict(server.hits)
     keys = broken["keys"]
     _, tags = range_request(keys[0], keys[-1])
-    again = _run(
+    again = broken["run"](
         broken["graph"], broken["instance"], broken["resources"], PARTITIONED_STAGES, tags=tags
     )
     assert again.success

@@ -9,31 +9,17 @@ the daemon's (sensors, reload, automation), and a process per step would only ad
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, RunsFilter
+from stand_ins.dagster_dev import REPO, dagster_dev, free_port, wait_for
 
 from clip_assets.graph.automation import INDEX_BUILD_TAG
 from clip_assets.graph.registry_sensor import REGISTRY_SENSOR_NAME
 from clip_assets.offline import images
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer, image
-
-REPO = Path(__file__).resolve().parent.parent
-DAGSTER = Path(sys.executable).parent / "dagster"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.timeout(900)
@@ -46,7 +32,7 @@ def test_a_new_registry_entry_is_loaded_discovered_and_indexed(
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     registry = tmp_path / "datasets.yaml"
     registry.write_text("datasets: []\n")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "CLIP_ASSETS_DATASETS": str(registry),
@@ -57,41 +43,28 @@ def test_a_new_registry_entry_is_loaded_discovered_and_indexed(
         "CLIP_ASSETS_EXECUTOR": "in_process",
         "DAGSTER_HOME": str(home),
     }
-    with ImageServer(routes) as server:
+    with (
+        ImageServer(routes) as server,
+        (tmp_path / "dagster-dev.log").open("wb") as log,
+        dagster_dev(env, port, log),
+        DagsterInstance.from_config(str(home)) as instance,
+    ):
         rows = [SampleRow(url=server.url(path), text=path) for path in sorted(routes)]
         write_datacomp_shard(tmp_path / "source", rows)
-        log = (tmp_path / "dagster-dev.log").open("wb")
-        dev = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        # The location is up once its registry sensor has ticked.
+        wait_for(lambda: _ticked(instance), 240, "the code location to load", every=2)
+        registry.write_text(
+            f"datasets:\n  - name: fresh\n    source: {tmp_path / 'source'}\n"
+            "    rows_per_partition: 2\n    allowed_hosts: [127.0.0.1]\n"
         )
-        try:
-            with DagsterInstance.from_config(str(home)) as instance:
-                # The location is up once its registry sensor has ticked.
-                _wait(lambda: _ticked(instance), 240, "the code location to load")
-                registry.write_text(
-                    f"datasets:\n  - name: fresh\n    source: {tmp_path / 'source'}\n"
-                    "    rows_per_partition: 2\n    allowed_hosts: [127.0.0.1]\n"
-                )
-                release = AssetKey(["fresh", "hf_release"])
-                _wait(
-                    lambda: instance.get_latest_materialization_event(release),
-                    600,
-                    "the new dataset's release",
-                )
-                builds = instance.get_runs(RunsFilter(tags={INDEX_BUILD_TAG: "fresh"}))
-        finally:
-            os.killpg(dev.pid, signal.SIGTERM)
-            try:
-                dev.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(dev.pid, signal.SIGKILL)
-                dev.wait(timeout=30)
-            log.close()
+        release = AssetKey(["fresh", "hf_release"])
+        wait_for(
+            lambda: instance.get_latest_materialization_event(release),
+            600,
+            "the new dataset's release",
+            every=2,
+        )
+        builds = instance.get_runs(RunsFilter(tags={INDEX_BUILD_TAG: "fresh"}))
     assert len(builds) == 1
     assert {key.path[-1] for key in builds[0].asset_selection} == {
         "faiss_index",
@@ -105,13 +78,3 @@ def test_a_new_registry_entry_is_loaded_discovered_and_indexed(
 def _ticked(instance: DagsterInstance) -> bool:
     states = instance.all_instigator_state()
     return any(state.name == REGISTRY_SENSOR_NAME for state in states)
-
-
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(2)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from stand_ins.dagster_dev import dagster_dev, free_port
 
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
@@ -63,19 +62,8 @@ def _graphql(port: int, query: str) -> dict:
 
 
 def test_dagster_dev_shows_the_graph_with_partitions(env: dict[str, str]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Default signal handlers and a session of its own, so the whole tree stops by PID.
-    process = subprocess.Popen(
-        [str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    port = free_port()
+    with dagster_dev(env, port):
         query = "{ assetNodes { assetKey { path } isPartitioned pools } }"
         deadline = time.monotonic() + 150
         nodes = None
@@ -97,13 +85,6 @@ def test_dagster_dev_shows_the_graph_with_partitions(env: dict[str, str]) -> Non
         partitioned = {path[1] for path, node in ours.items() if node["isPartitioned"]}
         assert partitioned == {"metadata", "images", "embeddings"}
         assert ours[("local_demo", "embeddings")]["pools"] == ["gpu"]
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def test_cli_discover_then_dagster_materializes_partitions_in_run_processes(
