@@ -101,15 +101,23 @@ def _kinds(rows: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_source(
-    folder: Path, rows: int, files: int, items: list[PoolItem], port: int, hosts: list[str]
+    folder: Path,
+    rows: int,
+    files: int,
+    items: list[PoolItem],
+    port: int,
+    hosts: list[str],
+    uneven: bool = True,
 ) -> dict[str, int]:
-    """Writes ``rows`` rows in ``files`` parquet files; returns how many rows of each kind."""
+    """Writes ``rows`` rows in ``files`` parquet files, of unequal lengths unless ``uneven`` is
+    off (then every file has the same length, so slices end at file ends and the partition
+    count is exact); returns how many rows of each kind."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     kinds = _kinds(rows, rng)
     picks = rng.integers(0, len(items), rows)
     host_of = rng.integers(0, len(hosts), rows)
-    weights = rng.uniform(0.7, 1.3, files)
+    weights = rng.uniform(0.7, 1.3, files) if uneven else np.ones(files)
     bounds = np.concatenate([[0], np.cumsum(weights / weights.sum() * rows)]).round().astype(int)
     for f in range(files):
         lo, hi = int(bounds[f]), int(bounds[f + 1])

@@ -152,7 +152,13 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         served = json.loads(web.stdout.readline())
         started = time.time()
         kinds = write_source(
-            work / "source", args.rows, args.files, pool, served["port"], served["hosts"]
+            work / "source",
+            args.rows,
+            args.files,
+            pool,
+            served["port"],
+            served["hosts"],
+            uneven=not args.partitions,
         )
         hosts = ", ".join(["127.0.0.1", *served["hosts"]])
         (work / "datasets.yaml").write_text(
