@@ -99,20 +99,23 @@ def download_jobs(
     per_host: int,
     decode_threads: int,
     gate: Gate | None = None,
+    retry_timeouts: bool = True,
 ) -> NetworkStats:
-    """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job."""
-    return asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads, gate))
+    """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job;
+    ``retry_timeouts`` as ``fetch.Fetcher`` takes it."""
+    limits = (concurrency, per_host, decode_threads)
+    return asyncio.run(_run(jobs, settings, emit, limits, gate, retry_timeouts))
 
 
 async def _run(
     jobs: Iterable[Job],
     settings: DownloadSettings,
     emit: Emit,
-    concurrency: int,
-    per_host: int,
-    decode_threads: int,
+    limits: tuple[int, int, int],
     gate: Gate | None,
+    retry_timeouts: bool,
 ) -> NetworkStats:
+    concurrency, per_host, decode_threads = limits
     loop = asyncio.get_running_loop()
     if settings.resolver == "system":
         # getaddrinfo runs on the default executor; its few threads would serialise lookups.
@@ -120,7 +123,7 @@ async def _run(
         loop.set_default_executor(pool)
     window = asyncio.Semaphore(2 * concurrency)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as decoder:
-        async with Fetcher(settings, concurrency, per_host) as fetcher:
+        async with Fetcher(settings, concurrency, per_host, retry_timeouts) as fetcher:
 
             async def one(job: Job) -> None:
                 try:
