@@ -16,8 +16,8 @@ A time-out is not retried in place: the first pass ends such a row at its first 
 transient failures are retried at once, as ``fetch`` does), and a second pass gives the rows
 that timed out their remaining retries together, merged into the file. Retried in place, a
 silent host's row (a time-out, a backoff, the same again) holds every later row for half a
-minute, and with the reorder window full, new starts pause meanwhile: on a loopback web with
-0.3% of rows timing out that halved a partition's throughput (docs/scaling.md). A host whose
+minute, and with the reorder window full, new starts pause meanwhile: with 0.3% of rows
+timing out and a partition 8 windows long, that halved its throughput (docs/scaling.md). A host whose
 breaker opened, or whose robots.txt was unreachable, is decided for the run: its rows wait for
 ``retry_failed`` as before.
 """
