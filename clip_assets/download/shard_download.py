@@ -12,12 +12,12 @@ rows wait in memory until every earlier row has finished, and no row starts more
 ``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. Small shards run in
 this process; larger ones are spread over worker processes (``workers``).
 
-A time-out is not retried in place: the first pass ends such a row at its first time-out (other
-transient failures are retried at once, as ``fetch`` does), and a second pass gives the rows
-that timed out their remaining retries together, merged into the file. Retried in place, a
-silent host's row (a time-out, a backoff, the same again) holds every later row for half a
-minute, and with the reorder window full, new starts pause meanwhile: with 0.3% of rows
-timing out and a partition 8 windows long, that halved its throughput (docs/scaling.md). A host whose
+A time-out is not retried in place: the first pass ends such a row at its first time-out
+(other transient failures are retried at once, as ``fetch`` does), and a second pass gives the
+rows that timed out their remaining retries together, merged into the file. Retried in place,
+a silent host's row (a time-out, a backoff, the same again) holds every later row for half a
+minute, and once the reorder window is full new starts pause meanwhile: with 0.3% of rows
+timing out, a partition 8 windows long went at half the speed (docs/scaling.md). A host whose
 breaker opened, or whose robots.txt was unreachable, is decided for the run: its rows wait for
 ``retry_failed`` as before.
 """
