@@ -103,19 +103,21 @@ def download_jobs(
 ) -> NetworkStats:
     """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job;
     ``retry_timeouts`` as ``fetch.Fetcher`` takes it."""
-    limits = (concurrency, per_host, decode_threads)
-    return asyncio.run(_run(jobs, settings, emit, limits, gate, retry_timeouts))
+    return asyncio.run(
+        _run(jobs, settings, emit, concurrency, per_host, decode_threads, gate, retry_timeouts)
+    )
 
 
 async def _run(
     jobs: Iterable[Job],
     settings: DownloadSettings,
     emit: Emit,
-    limits: tuple[int, int, int],
+    concurrency: int,
+    per_host: int,
+    decode_threads: int,
     gate: Gate | None,
     retry_timeouts: bool,
 ) -> NetworkStats:
-    concurrency, per_host, decode_threads = limits
     loop = asyncio.get_running_loop()
     if settings.resolver == "system":
         # getaddrinfo runs on the default executor; its few threads would serialise lookups.
