@@ -60,7 +60,9 @@ def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_nam
             "CLIP_ASSETS_PRETRAINED": "none",
             "DAGSTER_HOME": str(home),
         }
-        with dagster_daemon(env), DagsterInstance.from_config(str(home)) as instance:
+        # The instance first: its storage exists before the daemon opens it (two processes
+        # creating the SQLite schema at once can leave it with two migration heads).
+        with DagsterInstance.from_config(str(home)) as instance, dagster_daemon(env):
             images_dir = tmp_path / "data" / "killed" / "images"
 
             def first_run():

@@ -87,8 +87,9 @@ def test_dagster_dev_shows_the_graph_and_a_new_registry_entry_builds_by_itself(
     with (
         ImageServer(routes) as server,
         (tmp_path / "dagster-dev.log").open("wb") as log,
-        dagster_dev(env, port, log),
+        # The instance first: its storage exists before dagster dev opens it.
         DagsterInstance.from_config(home) as instance,
+        dagster_dev(env, port, log),
     ):
         query = "{ assetNodes { assetKey { path } isPartitioned pools } }"
         nodes = wait_for(lambda: _asset_nodes(port, query), 240, "dagster dev to answer", 2)
