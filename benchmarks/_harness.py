@@ -193,6 +193,11 @@ def _tree(root: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry.name))
+    return descendants(children, root)
+
+
+def descendants(children: dict[int, list[int]], root: int) -> list[int]:
+    """``root`` and every pid below it in a parent -> children map."""
     out, todo = [], [root]
     while todo:
         pid = todo.pop()

@@ -17,6 +17,9 @@ directory when present)::
         query_sets:                          # optional: one retrieval asset per query set
           controlnet: my_laion_subset/queries/controlnet.csv   # below the storage root
           products: /data/prompts/products.parquet             # or an absolute local path
+        run_on_discovery: true               # false: discovery only adds the partitions and
+                                             # a person launches them (a UI backfill)
+        tolerated_failed_share: 0.05         # partitions failed for good the index leaves out
 
 Every entry is validated against :class:`DatasetSpec` (a pydantic dataclass: a number is not
 text, text is not a number, a string is not a list, unknown settings are refused). A scalar
@@ -25,11 +28,13 @@ name or address (no spaces, commas, ports or URLs). :func:`read_registry` return
 specs and a :class:`RegistryProblem` per bad entry (file, dataset, setting, what is wrong),
 so one bad entry never takes the other datasets down; :func:`load_registry` is the strict
 form. A later name replaces an earlier one (a file entry may replace a built-in dataset).
-Adding a dataset to the file and reloading the code location adds its graph.
+Adding a dataset to the file adds its graph: the registry sensor
+(``clip_assets.graph.registry_sensor``) sees the file change and has the code location reloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -67,6 +72,12 @@ class DatasetSpec:
     # Named query sets (name, location), each retrieved from the index by its own asset
     # (``<ds>/retrieval/<name>``); a location is below the storage root unless absolute.
     query_sets: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Whether the discovery sensor requests runs for the partitions it adds (or only adds
+    # them, leaving the launch to a person: "Materialize all partitions" in the UI).
+    run_on_discovery: bool = True
+    # Share of the partitions that may have failed for good and still be left out of the
+    # index (the index, its metadata and the card name them); past it the build stops.
+    tolerated_failed_share: float = 0.05
 
     @field_validator("name")
     @classmethod
@@ -121,6 +132,13 @@ class DatasetSpec:
                     "(no spaces, commas, ports or URLs; list several as [a, b])"
                 )
         return hosts
+
+    @field_validator("tolerated_failed_share")
+    @classmethod
+    def _a_share(cls, share: float) -> float:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"must be within 0..1, got {share}")
+        return share
 
     @property
     def hub_repo(self) -> str | None:
@@ -277,6 +295,15 @@ def read_registry(path: Path | None = None) -> Registry:
         else:
             problems.extend(spec)
     return Registry(list(by_name.values()), problems)
+
+
+def registry_fingerprint(path: Path | None = None) -> str:
+    """A digest of the registry file's bytes ("none" without one): equal digests, same
+    datasets. The registry sensor compares it with the one the code location loaded."""
+    path = registry_path(path)
+    if path is None or not path.exists():
+        return "none"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_registry(path: Path | None = None) -> list[DatasetSpec]:

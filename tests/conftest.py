@@ -78,7 +78,8 @@ def image_server(site: SampleSite) -> Iterator[ImageServer]:
 @pytest.fixture(scope="session")
 def materialize_stages():
     """Runs stages of a dataset's graph as the code location defines them, in ``instance``,
-    without raising on a failed step: ``run(graph, instance, resources, stages, partition)``."""
+    without raising on a failed step: ``run(graph, instance, resources, stages, partition,
+    tags)``."""
     return materialize_graph_stages
 
 
@@ -88,6 +89,7 @@ def materialize_graph_stages(
     resources: dict[str, object],
     stages: tuple[str, ...],
     partition: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ExecuteInProcessResult:
     return materialize(
         list(dataset_definitions(graph).assets),
@@ -95,6 +97,7 @@ def materialize_graph_stages(
         resources=resources,
         selection=graph.keys(stages),
         partition_key=partition,
+        tags=tags,
         raise_on_error=False,
     )
 

@@ -11,31 +11,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from stand_ins.dagster_dev import REPO, dagster_daemon, wait_for
 
 from clip_assets.offline import images
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer, image, slow
 
-REPO = Path(__file__).resolve().parent.parent
-DAEMON = Path(sys.executable).parent / "dagster-daemon"
 ROWS_PER_PARTITION = 4
-
-
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
@@ -74,64 +60,45 @@ def test_killed_run_is_failed_retried_and_resumed(tmp_path: Path, tiny_model_nam
             "CLIP_ASSETS_PRETRAINED": "none",
             "DAGSTER_HOME": str(home),
         }
-        # Default signal handlers and a session of its own, so the whole tree stops by PID.
-        dev = subprocess.Popen(
-            [str(DAEMON), "run", "-w", "workspace.yaml"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            with DagsterInstance.from_config(str(home)) as instance:
-                images_dir = tmp_path / "data" / "killed" / "images"
+        # The instance first: its storage exists before the daemon opens it (two processes
+        # creating the SQLite schema at once can leave it with two migration heads).
+        with DagsterInstance.from_config(str(home)) as instance, dagster_daemon(env):
+            images_dir = tmp_path / "data" / "killed" / "images"
 
-                def first_run():
-                    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-                    done = list(images_dir.glob("*-0000.parquet")) if images_dir.exists() else []
-                    return runs[0] if runs and done else None
+            def first_run():
+                runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+                done = list(images_dir.glob("*-0000.parquet")) if images_dir.exists() else []
+                return runs[0] if runs and done else None
 
-                run = _wait(first_run, 420, "the sensor's run to finish its first partition")
-                pid = _wait(lambda: _worker_pid(instance, run.run_id), 30, "the worker pid")
-                hits_first = {p: server.hits[p] for p in routes if server.hits[p]}
-                os.kill(pid, signal.SIGKILL)
+            run = wait_for(first_run, 420, "the sensor's run to finish its first partition")
+            pid = wait_for(lambda: _worker_pid(instance, run.run_id), 30, "the worker pid")
+            hits_first = {p: server.hits[p] for p in routes if server.hits[p]}
+            os.kill(pid, signal.SIGKILL)
 
-                failed = _wait(
-                    lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE,
-                    120,
-                    "run monitoring to mark the killed run failed",
-                )
-                assert failed
-                retry = _wait(
-                    lambda: next(
-                        iter(
-                            instance.get_runs(
-                                RunsFilter(tags={"dagster/parent_run_id": run.run_id})
-                            )
-                        ),
-                        None,
-                    ),
-                    120,
-                    "run retries to start the run again",
-                )
-                finished = _wait(
-                    lambda: (
-                        instance.get_run_by_id(retry.run_id).status
-                        in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
-                    ),
-                    240,
-                    "the retry to finish",
-                )
-                assert finished
-                assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS
-        finally:
-            os.killpg(dev.pid, signal.SIGTERM)
-            try:
-                dev.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(dev.pid, signal.SIGKILL)
-                dev.wait(timeout=30)
+            failed = wait_for(
+                lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE,
+                120,
+                "run monitoring to mark the killed run failed",
+            )
+            assert failed
+            retry = wait_for(
+                lambda: next(
+                    iter(instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run.run_id}))),
+                    None,
+                ),
+                120,
+                "run retries to start the run again",
+            )
+            finished = wait_for(
+                lambda: (
+                    instance.get_run_by_id(retry.run_id).status
+                    in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+                ),
+                240,
+                "the retry to finish",
+            )
+            assert finished
+            assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS
         first_partition = [row.url.rsplit("/", 1)[1] for row in rows[:ROWS_PER_PARTITION]]
         for name in first_partition:
             assert server.hits[f"/img/{name}"] == hits_first[f"/img/{name}"] == 1, name

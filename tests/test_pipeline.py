@@ -279,6 +279,7 @@ def test_each_partition_of_a_run_carries_its_own_metadata(built) -> None:
     for metadata in (a, b):
         assert 0.0 <= metadata["success_rate"] <= 1.0
         assert "partitions" not in metadata
+        assert metadata["stage_s"] > 0
     reasons = {r.data["reason"] for r in b["failure_reasons"].records} | {
         r.data["reason"] for r in a["failure_reasons"].records
     }

@@ -15,8 +15,14 @@ from dagster import (
 
 from clip_assets.definitions import location_definitions
 from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.driver import PartitionPlan, partition_order
 from clip_assets.graph.environment import default_resources
-from clip_assets.graph.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_runs
+from clip_assets.graph.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_runs,
+    partition_budget_warning,
+)
 from clip_assets.offline.datacomp import SampleRow, write_datacomp_shard
 from clip_assets.registry import DatasetSpec
 from resources.hub import HubResource
@@ -114,3 +120,35 @@ def test_contiguous_runs_group_neighbours_up_to_the_limit() -> None:
         ("e", "f"),
     ]
     assert contiguous_runs(order, [], 4) == []
+
+
+def test_sensor_only_adds_partitions_when_runs_are_left_to_a_person(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_datacomp_shard(source, _rows(30, 0))
+    spec = DatasetSpec(
+        name="manual", source=str(source), rows_per_partition=20, run_on_discovery=False
+    )
+    resources = {
+        **default_resources(),
+        "storage": LocalStorage(root=str(tmp_path / "data")),
+        "hub": HubResource(),
+    }
+    defs = location_definitions([spec], resources)
+    instance = DagsterInstance.ephemeral()
+    result = _tick(defs, "manual_discover_shards", instance, resources)
+    assert isinstance(result, SensorResult)
+    assert result.run_requests == []
+    assert len(instance.get_dynamic_partitions(DatasetGraph(spec).partitions.name)) == 2
+
+
+def test_partition_order_applies_deletes_and_additions_in_order() -> None:
+    existing = [f"k{i:05d}" for i in range(0, 20_000, 2)]
+    plan = PartitionPlan(add=["k00001", "k19999"], delete=existing[1:9_000], run=[])
+    order = partition_order(existing, plan)
+    assert order == sorted({*existing[:1], *existing[9_000:], "k00001", "k19999"})
+
+
+def test_more_partitions_than_dagster_advises_name_the_slice_size_that_fits() -> None:
+    assert partition_budget_warning(25_600, 50_000) is None
+    warning = partition_budget_warning(256_000, 50_000)
+    assert warning is not None and "rows_per_partition to at least 128,000" in warning

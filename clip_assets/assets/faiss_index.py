@@ -4,6 +4,7 @@ import json
 
 from dagster import (
     AssetExecutionContext,
+    AssetPartitionStatus,
     AssetsDefinition,
     DataVersion,
     Failure,
@@ -16,13 +17,15 @@ from pydantic import Field
 from clip_assets import paths
 from clip_assets.embed.checkpoint import sha256_file
 from clip_assets.embed.identity import ModelMismatchError, shared_identity
-from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.automation import rebuild_condition
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import index_metadata
 from clip_assets.graph.settings_config import config_class, settings_from_config
 from clip_assets.index.build import build_index
+from clip_assets.index.coverage import TooManyFailedPartitions, index_coverage
 from clip_assets.index.index_settings import IndexSettings
-from clip_assets.index.shards import EmbeddingShard, materialized_shards
+from clip_assets.index.infos import write_infos
+from clip_assets.index.shards import EmbeddingShard
 from clip_assets.index.text_queries import sample_captions
 from resources.clip_model import ClipModelResource
 from resources.storage import StorageResource
@@ -42,7 +45,7 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
     @asset(
         **graph.whole_stage("faiss_index", ["embeddings"]),
         kinds={"faiss"},
-        automation_condition=REBUILD_ON_NEW_INPUTS,
+        automation_condition=rebuild_condition(graph, "faiss_index"),
     )
     def faiss_index(
         context: AssetExecutionContext,
@@ -54,10 +57,12 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
 
         Reads: ``<ds>/embeddings/*.parquet`` of the current partitions, in partition order,
         and the previous index when one exists. Writes: ``<ds>/index/`` — ``faiss``,
-        ``index_infos.json`` (autofaiss fields, recall@1/@10, latency, search params),
-        ``shards.json`` (partition order and row counts: the id assignment) and ``model.json``.
-        Guarantees: faiss id = position in partition order, then row order; one model made
-        every indexed vector.
+        ``index_infos.json`` (autofaiss fields, recall@1/@10, latency, search params, and under
+        ``partitions`` the ones left out), ``shards.json`` (partition order and row counts: the
+        id assignment) and ``model.json``. Guarantees: faiss id = position in partition order,
+        then row order; one model made every indexed vector; partitions without embeddings
+        are left out and named, and the build stops when more of them failed for good than
+        the dataset's ``tolerated_failed_share``.
 
         Figures in each materialization: ``recall@10_image`` is the share of the exact 10
         nearest neighbours (a flat search over every indexed vector) that the index returns
@@ -66,10 +71,24 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
         ``latency_p99_ms`` time one query at a time, as a service answers them; ``index_bytes``
         is the index file; ``build_s`` the whole build, training and tuning included.
         """
-        stored = [paths.key_of(p) for p in storage.list(paths.embeddings_dir(ds))]
-        keys = materialized_shards(
-            context.instance.get_dynamic_partitions(graph.partitions.name), stored
+        partitions = list(context.instance.get_dynamic_partitions(graph.partitions.name))
+        statuses = context.instance.get_status_by_partition(
+            graph.key("embeddings"), partitions, graph.partitions
         )
+        failed = [k for k, s in (statuses or {}).items() if s == AssetPartitionStatus.FAILED]
+        try:
+            coverage = index_coverage(
+                partitions,
+                [paths.key_of(p) for p in storage.list(paths.embeddings_dir(ds))],
+                failed,
+                graph.spec.tolerated_failed_share,
+            )
+        except TooManyFailedPartitions as error:
+            raise Failure(
+                description=str(error),
+                metadata={"failed_partitions": MetadataValue.json(error.failed)},
+            ) from error
+        keys = coverage.indexed
         if not keys:
             raise Failure(description=f"no embeddings partition of {ds} is materialised")
         if not any(storage.read_parquet_metadata(paths.embeddings(ds, k)).num_rows for k in keys):
@@ -109,6 +128,9 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
                         storage.download_file(paths.index_file(ds, name), previous / name)
             out = work / "index"
             infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
+            # Which partitions this index leaves out travels with it (the card reads it).
+            infos = {**infos, "partitions": coverage.to_json()}
+            write_infos(infos, out)
             (out / paths.MODEL_NAME).write_text(json.dumps(model, indent=1, sort_keys=True))
             # The index's bytes are its data version: a rebuild that changes them marks what
             # was made from the old index (retrievals) stale; one that does not, does not.

@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from clip_assets import paths
 from clip_assets.download.download_settings import recorded_settings
-from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.automation import rebuild_condition
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.index.shards import read_shard_list
 from clip_assets.release.inputs import (
@@ -29,7 +29,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
     @asset(
         **graph.whole_stage("hf_release", ["faiss_index", "id_mapping"]),
         kinds={"huggingface"},
-        automation_condition=REBUILD_ON_NEW_INPUTS,
+        automation_condition=rebuild_condition(graph, "hf_release"),
     )
     def hf_release(
         context: AssetExecutionContext, storage: StorageResource, hub: HubResource

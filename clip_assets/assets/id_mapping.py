@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from clip_assets import paths
-from clip_assets.graph.automation import REBUILD_ON_NEW_INPUTS
+from clip_assets.graph.automation import rebuild_condition
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.index.mapping import build_id_mapping
 from clip_assets.index.shards import read_shard_list
@@ -18,7 +18,7 @@ def build_id_mapping_asset(graph: DatasetGraph) -> AssetsDefinition:
     @asset(
         **graph.whole_stage("id_mapping", ["faiss_index", "metadata"]),
         kinds={"parquet"},
-        automation_condition=REBUILD_ON_NEW_INPUTS,
+        automation_condition=rebuild_condition(graph, "id_mapping"),
     )
     def id_mapping(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
         """The row each faiss id stands for.

@@ -71,10 +71,20 @@ class _Contact:
 
 
 class Fetcher:
-    """``async with Fetcher(settings, concurrency, per_host) as f: await f.fetch(url)``."""
+    """``async with Fetcher(settings, concurrency, per_host) as f: await f.fetch(url)``.
 
-    def __init__(self, settings: DownloadSettings, concurrency: int, per_host: int) -> None:
+    With ``retry_timeouts`` off, a time-out ends the row's tries at once: the caller gives
+    such rows their remaining retries later (``shard_download``'s second pass)."""
+
+    def __init__(
+        self,
+        settings: DownloadSettings,
+        concurrency: int,
+        per_host: int,
+        retry_timeouts: bool = True,
+    ) -> None:
         self._settings = settings
+        self._retry_timeouts = retry_timeouts
         self._global = asyncio.Semaphore(concurrency)
         self._per_host = per_host
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -133,6 +143,8 @@ class Fetcher:
                 return result
             if result.reason in reasons.DEFERRED_REASONS:
                 return result  # decided for the host for this run: asking again only waits
+            if result.reason == reasons.TIMEOUT and not self._retry_timeouts:
+                return result
             delay = random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2**attempt))
             if result.retry_after_s is not None:
                 if result.retry_after_s > s.retry_after_max_s:

@@ -99,9 +99,13 @@ def download_jobs(
     per_host: int,
     decode_threads: int,
     gate: Gate | None = None,
+    retry_timeouts: bool = True,
 ) -> NetworkStats:
-    """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job."""
-    return asyncio.run(_run(jobs, settings, emit, concurrency, per_host, decode_threads, gate))
+    """Downloads ``jobs`` on a new event loop in this thread; ``emit(index, row)`` per job;
+    ``retry_timeouts`` as ``fetch.Fetcher`` takes it."""
+    return asyncio.run(
+        _run(jobs, settings, emit, concurrency, per_host, decode_threads, gate, retry_timeouts)
+    )
 
 
 async def _run(
@@ -112,6 +116,7 @@ async def _run(
     per_host: int,
     decode_threads: int,
     gate: Gate | None,
+    retry_timeouts: bool,
 ) -> NetworkStats:
     loop = asyncio.get_running_loop()
     if settings.resolver == "system":
@@ -120,7 +125,7 @@ async def _run(
         loop.set_default_executor(pool)
     window = asyncio.Semaphore(2 * concurrency)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as decoder:
-        async with Fetcher(settings, concurrency, per_host) as fetcher:
+        async with Fetcher(settings, concurrency, per_host, retry_timeouts) as fetcher:
 
             async def one(job: Job) -> None:
                 try:

@@ -11,6 +11,15 @@ a bounded number of rows, however long the partition: rows finish out of order, 
 rows wait in memory until every earlier row has finished, and no row starts more than
 ``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. Small shards run in
 this process; larger ones are spread over worker processes (``workers``).
+
+A time-out is not retried in place: the first pass ends such a row at its first time-out
+(other transient failures are retried at once, as ``fetch`` does), and a second pass gives the
+rows that timed out their remaining retries together, merged into the file. Retried in place,
+a silent host's row (a time-out, a backoff, the same again) holds every later row for half a
+minute, and once the reorder window is full new starts pause meanwhile: with 0.3% of rows
+timing out, a partition 8 windows long went at half the speed (docs/scaling.md). A host whose
+breaker opened, or whose robots.txt was unreachable, is decided for the run: its rows wait for
+``retry_failed`` as before.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +41,7 @@ import pyarrow.parquet as pq
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.network_stats import NetworkStats
 from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
+from clip_assets.download.reasons import DEFERRED_REASONS, TIMEOUT
 from clip_assets.download.workers import download_in_workers
 from clip_assets.download.writer import (
     Flush,
@@ -43,9 +54,9 @@ from clip_assets.download.writer import (
 
 ROW_GROUP_ROWS = 1024
 #: The reorder window in row groups. Finished rows held: up to 5 row groups (~230 MB of
-#: 256 px images at the defaults). A row slower than 4 groups' worth of downloads (a dead host
-#: timing out, then retried) pauses new starts until it ends: a wider window trades memory
-#: for fewer such pauses.
+#: 256 px images at the defaults). A row slower than 4 groups' worth of downloads (a silent
+#: host's time-out) pauses new starts until it ends: a wider window trades memory for fewer
+#: such pauses, and retries wait for the second pass so that no row is slower than one try.
 WINDOW_GROUPS = 4
 
 
@@ -88,11 +99,58 @@ def download_shard_to_file(
     there (same ``uid``) keeps its stored row as it was: a re-download while hosts are down
     loses nothing. A row that now opts out takes the opt-out: the site's current wish wins.
     """
-    with atomic_parquet(path, settings.file_metadata()) as write:
+    recorded = settings.file_metadata()
+    if not settings.retries or not metadata.num_rows:
+        return _first_pass(
+            metadata, settings, recorded, path, previous, on_progress, row_group_rows, True
+        )
+    first = path.with_name(f".{path.name}.first-pass")
+    try:
+        stats = _first_pass(
+            metadata, settings, recorded, first, previous, on_progress, row_group_rows, False
+        )
+        with pq.ParquetFile(first) as source:
+            indices = _timed_out(source.read(columns=["url", "reason"]))
+            if indices:
+                later = replace(settings, retries=settings.retries - 1)
+                batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
+                with atomic_parquet(path, recorded) as write:
+                    return stats + _retry(
+                        batches, indices, metadata, later, write, None, row_group_rows
+                    )
+        os.replace(first, path)
+        return stats
+    finally:
+        first.unlink(missing_ok=True)
+
+
+def _first_pass(
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    recorded: dict[bytes, bytes],
+    path: Path,
+    previous: Path | None,
+    on_progress: OnProgress | None,
+    row_group_rows: int,
+    retry_timeouts: bool,
+) -> NetworkStats:
+    with atomic_parquet(path, recorded) as write:
         if previous is None:
-            return _download(metadata, settings, write, on_progress, row_group_rows)
+            return _download(metadata, settings, write, on_progress, row_group_rows, retry_timeouts)
         with KeepStored(previous, write) as keep:
-            return _download(metadata, settings, keep.flush, on_progress, row_group_rows)
+            return _download(
+                metadata, settings, keep.flush, on_progress, row_group_rows, retry_timeouts
+            )
+
+
+def _timed_out(first: pa.Table) -> list[int]:
+    """Rows whose one try timed out, except on a host whose breaker opened or whose
+    robots.txt was unreachable: that host is decided for this run."""
+    found, urls = first["reason"].to_pylist(), first["url"].to_pylist()
+    closed = {urlsplit(urls[i]).hostname for i, r in enumerate(found) if r in DEFERRED_REASONS}
+    return [
+        i for i, r in enumerate(found) if r == TIMEOUT and urlsplit(urls[i]).hostname not in closed
+    ]
 
 
 def retry_failed_to_file(
@@ -145,6 +203,7 @@ def _download(
     flush: Flush,
     on_progress: OnProgress | None,
     row_group_rows: int,
+    retry_timeouts: bool = True,
 ) -> NetworkStats:
     """Downloads every row of ``metadata``, handing in-order tables to ``flush``."""
     ordered = OrderedRows(metadata, row_group_rows, flush)
@@ -160,9 +219,9 @@ def _download(
     processes = _processes(metadata.num_rows, settings)
     stats = NetworkStats()
     if processes > 1:
-        stats = download_in_workers(metadata, settings, emit, processes, limit)
+        stats = download_in_workers(metadata, settings, emit, processes, limit, retry_timeouts)
     elif metadata.num_rows:
-        stats = _in_this_process(metadata, settings, emit, limit)
+        stats = _in_this_process(metadata, settings, emit, limit, retry_timeouts)
     ordered.finish()
     tracker.finish()
     return stats
@@ -175,7 +234,11 @@ def _processes(n_jobs: int, settings: DownloadSettings) -> int:
 
 
 def _in_this_process(
-    metadata: pa.Table, settings: DownloadSettings, emit: Emit, limit: Callable[[], int]
+    metadata: pa.Table,
+    settings: DownloadSettings,
+    emit: Emit,
+    limit: Callable[[], int],
+    retry_timeouts: bool,
 ) -> NetworkStats:
     gate = Gate(limit())
 
@@ -192,6 +255,7 @@ def _in_this_process(
             per_host=settings.per_host_concurrency,
             decode_threads=min(2, os.cpu_count() or 1),
             gate=gate,
+            retry_timeouts=retry_timeouts,
         )
 
     try:

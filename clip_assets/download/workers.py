@@ -49,9 +49,10 @@ def download_in_workers(
     emit: Emit,
     processes: int,
     limit: Callable[[], int],
+    retry_timeouts: bool = True,
 ) -> NetworkStats:
     """Downloads every row of ``metadata`` in ``processes`` worker processes; ``emit`` and
-    ``limit`` run in this process."""
+    ``limit`` run in this process; ``retry_timeouts`` as ``fetch.Fetcher`` takes it."""
     concurrency = math.ceil(settings.concurrency / processes)
     per_host = math.ceil(settings.per_host_concurrency / processes)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -73,7 +74,7 @@ def download_in_workers(
             children.append(child)
             assert child.stdin is not None and child.stdout is not None
             mine = columns.take(list(range(i, metadata.num_rows, processes)))
-            start = (mine, i, processes, settings, concurrency, per_host, sent)
+            start = (mine, i, processes, settings, concurrency, per_host, sent, retry_timeouts)
             _send(child.stdin, start)
             threading.Thread(target=_relay, args=(child.stdout, inbox), daemon=True).start()
         running = processes
@@ -168,7 +169,9 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
             return  # the parent is done with us or gone
 
     try:
-        columns, start, step, settings, concurrency, per_host, limit = pickle.load(source)
+        columns, start, step, settings, concurrency, per_host, limit, retry_timeouts = pickle.load(
+            source
+        )
         gate = Gate(limit)
         follower = threading.Thread(target=follow_limits, args=(gate,), daemon=True)
         follower.start()
@@ -181,6 +184,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
             per_host=per_host,
             decode_threads=1,
             gate=gate,
+            retry_timeouts=retry_timeouts,
         )
         send(("rows", batch))
         send(("done", (start, stats)))  # worker i starts at row i

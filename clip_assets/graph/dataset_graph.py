@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import AssetKey, DynamicPartitionsDefinition
@@ -19,9 +19,14 @@ WHOLE_DATASET_STAGES = ("faiss_index", "id_mapping", "hf_release")
 
 @dataclass(frozen=True)
 class DatasetGraph:
-    """One dataset's asset graph: keys ``<ds>/<stage>``, partitions ``<ds>_shards``."""
+    """One dataset's asset graph: keys ``<ds>/<stage>``, partitions ``<ds>_shards``.
+
+    ``code_versions`` overrides the package version for stages whose output depends on
+    settings (``clip_assets.graph.lineage``); the factory fills it from the resources.
+    """
 
     spec: DatasetSpec
+    code_versions: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -64,6 +69,6 @@ class DatasetGraph:
             "key": self.key(stage),
             "deps": [self.key(name) for name in upstream],
             "group_name": self.spec.name,
-            "code_version": __version__,
+            "code_version": dict(self.code_versions).get(stage, __version__),
             "op_tags": self.op_tags(stage),
         }

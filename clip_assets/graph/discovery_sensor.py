@@ -14,7 +14,7 @@ from dagster import (
 
 from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, DatasetGraph
 from clip_assets.graph.driver import partition_order, partition_ranges, plan_partitions
-from clip_assets.graph.partitions import range_request
+from clip_assets.graph.partitions import partition_budget_warning, range_request
 from resources.hub import HubResource
 from resources.storage import StorageResource
 
@@ -25,7 +25,8 @@ def discovery_sensor_name(graph: DatasetGraph) -> str:
 
 def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
     """Lists the dataset's source; adds partitions for new files or slices and requests runs
-    of metadata -> images -> embeddings for them, several partitions per run."""
+    of metadata -> images -> embeddings for them, several partitions per run (unless the
+    dataset's ``run_on_discovery`` is off: then a person launches them)."""
     spec = graph.spec
     remote = spec.hub_repo is not None or spec.source.startswith("gs://")
     stages = graph.keys(PARTITIONED_STAGES)
@@ -50,8 +51,12 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
             return SkipReason(f"{spec.source}: nothing new{skipped}")
         for problem in plan.problems:
             context.log.warning(f"{spec.name}: skipped {problem}")
+        too_many = partition_budget_warning(len(existing) + len(plan.add), spec.rows_per_partition)
+        if too_many:
+            context.log.warning(f"{spec.name}: {too_many}")
         run_requests = []
-        for first, last in partition_ranges(partition_order(existing, plan), plan.run):
+        wanted = plan.run if spec.run_on_discovery else []
+        for first, last in partition_ranges(partition_order(existing, plan), wanted):
             partition_key, tags = range_request(first, last)
             run_requests.append(
                 RunRequest(asset_selection=stages, partition_key=partition_key, tags=tags)
@@ -61,9 +66,10 @@ def build_discovery_sensor(graph: DatasetGraph) -> SensorDefinition:
             dynamic_requests.append(partitions.build_add_request(plan.add))
         if plan.delete:
             dynamic_requests.append(partitions.build_delete_request(plan.delete))
+        launch = f"in {len(run_requests)} runs" if spec.run_on_discovery else "left to a person"
         context.log.info(
             f"{spec.name}: +{len(plan.add)} -{len(plan.delete)} partitions, "
-            f"{len(plan.run)} to run in {len(run_requests)} runs"
+            f"{len(plan.run)} to run {launch}"
         )
         return SensorResult(run_requests=run_requests, dynamic_partitions_requests=dynamic_requests)
 

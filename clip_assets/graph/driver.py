@@ -124,8 +124,10 @@ def plan_partitions(
 
 
 def partition_order(existing: list[str], plan: PartitionPlan) -> list[str]:
-    """The instance's partition keys once ``plan`` is applied, in partition order."""
-    return sorted({key for key in existing if key not in plan.delete} | set(plan.add))
+    """The instance's partition keys once ``plan`` is applied, in partition order (linear in
+    the partitions: the deleted keys are a set, not a list searched once per key)."""
+    deleted = set(plan.delete)
+    return sorted({key for key in existing if key not in deleted} | set(plan.add))
 
 
 def partition_ranges(
@@ -196,7 +198,7 @@ def run_dataset(
     # module's plans, so the two modules need each other.
     from clip_assets.graph.factory import dataset_definitions
 
-    definitions = dataset_definitions(graph)
+    definitions = dataset_definitions(graph, resources)
     jobs = {
         name: define_asset_job(name, selection=graph.keys(stages))
         for name, stages in (

@@ -8,6 +8,9 @@ here too, one sensor per dataset, so each dataset's index builds carry their own
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from dagster import Definitions
 
 from clip_assets.assets.embeddings import build_embeddings_asset
@@ -23,6 +26,8 @@ from clip_assets.assets.source import build_source_asset
 from clip_assets.graph.automation import build_rebuild_sensor
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.discovery_sensor import build_discovery_sensor
+from clip_assets.graph.held_partitions import build_held_partitions_sensor
+from clip_assets.graph.lineage import stage_code_versions
 
 #: The asset builders in data order: source -> metadata -> ... -> hf_release.
 ASSET_BUILDERS = (
@@ -40,10 +45,17 @@ ASSET_BUILDERS = (
 QUERY_SET_BUILDERS = (build_query_set_asset, build_retrieval_asset)
 
 
-def dataset_definitions(graph: DatasetGraph) -> Definitions:
+def dataset_definitions(
+    graph: DatasetGraph, resources: Mapping[str, object] | None = None
+) -> Definitions:
     """The dataset's source asset, six stage assets, two assets per query set (the query set
-    and its retrieval), their checks, its discovery sensor and the automation sensor that
-    rebuilds its index."""
+    and its retrieval), their checks, its discovery sensor, the sensor that reruns partitions
+    a failed range held back, and the automation sensor that rebuilds its index.
+    ``resources`` (those the runs will use) set the code versions of the stages whose output
+    they decide (``graph.lineage``)."""
+    if resources is not None:
+        versions = tuple(sorted(stage_code_versions(resources).items()))
+        graph = dataclasses.replace(graph, code_versions=versions)
     query_set_assets = [
         build(graph, name, location)
         for name, location in graph.spec.query_sets
@@ -52,5 +64,9 @@ def dataset_definitions(graph: DatasetGraph) -> Definitions:
     return Definitions(
         assets=[build(graph) for build in ASSET_BUILDERS] + query_set_assets,
         asset_checks=build_index_checks(graph),
-        sensors=[build_discovery_sensor(graph), build_rebuild_sensor(graph)],
+        sensors=[
+            build_discovery_sensor(graph),
+            build_held_partitions_sensor(graph),
+            build_rebuild_sensor(graph),
+        ],
     )

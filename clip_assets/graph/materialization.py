@@ -97,6 +97,7 @@ def index_metadata(
         "search_params": infos.get("index_param") or "",
         "model": model_line(model),
         "path": MetadataValue.path(uri),
+        **_left_out(infos.get("partitions", {}).get("left_out", {})),
     }
     return {name: value for name, value in metadata.items() if value is not None}
 
@@ -146,6 +147,17 @@ def retrieval_metadata(summary: Mapping[str, Any], uri: str) -> dict[str, Any]:
         metadata["images_ok"] = images["ok"]
         metadata["images_success_rate"] = round(images["success_rate"], 4)
         metadata["image_failure_reasons"] = reasons_table(images["reasons"], images["attempted"])
+    return metadata
+
+
+def _left_out(left_out: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Counts of the partitions the index left out, and their keys when there are any."""
+    failed, pending = left_out.get("failed", []), left_out.get("not_materialized", [])
+    metadata: dict[str, Any] = {"left_out_failed": len(failed), "left_out_pending": len(pending)}
+    if failed or pending:
+        metadata["left_out_partitions"] = MetadataValue.json(
+            {"failed": failed, "not_materialized": pending}
+        )
     return metadata
 
 

@@ -12,6 +12,9 @@ from dagster import BackfillPolicy, DynamicPartitionsDefinition
 
 #: Partitions one backfill run serves: the model and client pools load once per run.
 PARTITIONS_PER_RUN = 16
+#: Dagster's guidance for one asset's partition count. At 50,000 rows a partition, DataComp
+#: small has 256, medium 2,560, large 25,600 and xlarge 256,000: xlarge needs larger slices.
+PARTITION_BUDGET = 100_000
 #: Dagster's tag of a run over one partition (it sets it itself; the instance limits runs per
 #: value, see dagster.yaml).
 PARTITION_TAG = "dagster/partition"
@@ -54,3 +57,15 @@ def contiguous_runs(order: list[str], wanted: list[str], max_len: int) -> list[t
     if current:
         ranges.append((current[0], current[-1]))
     return ranges
+
+
+def partition_budget_warning(partitions: int, rows_per_partition: int) -> str | None:
+    """What to change when a dataset has more partitions than Dagster's guidance, else None."""
+    if partitions <= PARTITION_BUDGET:
+        return None
+    needed = -(-partitions * rows_per_partition // PARTITION_BUDGET)
+    return (
+        f"{partitions:,} partitions exceed Dagster's guidance of {PARTITION_BUDGET:,} per asset "
+        f"(the UI's partition views and backfill planning slow down); set rows_per_partition to "
+        f"at least {needed:,} in the registry entry (now {rows_per_partition:,})"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,10 +153,3 @@ def read_shard_list(
             raise ValueError(f"shard list not contiguous at shard {entry.name!r}")
         expected += entry.rows
     return entries
-
-
-def materialized_shards(partition_keys: Iterable[str], stored_keys: Iterable[str]) -> list[str]:
-    """The partition keys, in partition order, that have an embeddings file: what the next
-    index build indexes."""
-    stored = set(stored_keys)
-    return [key for key in sorted(partition_keys) if key in stored]

@@ -40,6 +40,7 @@ class Route:
     fail_times: int = 0  # first N requests get ``fail_status`` instead
     fail_status: int = 503
     fail_headers: tuple[tuple[str, str], ...] = ()
+    held_until: threading.Event | None = None  # answered only once this event is set
 
 
 def image(data: bytes, content_type: str = "image/jpeg", **headers: str) -> Route:
@@ -79,6 +80,11 @@ def drip(route: Route, interval_s: float, chunk: int = 16) -> Route:
 def huge(size: int, content_type: str = "image/jpeg", announce: bool = True) -> Route:
     """A body of ``size`` filler bytes, streamed; ``announce=False`` omits Content-Length."""
     return Route(generated_size=size, content_type=content_type, announce_length=announce)
+
+
+def held(route: Route, release: threading.Event) -> Route:
+    """``route`` answered only once ``release`` is set: a test holds a run at a known point."""
+    return replace(route, held_until=release)
 
 
 def hang() -> Route:
@@ -136,6 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if route.delay_s and owner._stop.wait(route.delay_s):
             return
+        while route.held_until is not None and not route.held_until.wait(0.05):
+            if owner._stop.is_set():
+                return
         if n <= route.fail_times:
             route = replace(
                 status(route.fail_status, body=b"try later"), headers=route.fail_headers

@@ -147,7 +147,24 @@ def _index(infos: dict[str, Any]) -> str:
         ("latency avg (ms)", _number(latency.get("avg", infos.get("avg_search_speed_ms")))),
         ("latency p99 (ms)", _number(latency.get("p99", infos.get("99p_search_speed_ms")))),
     ]
-    return "## Index\n\n" + _table(("", ""), rows)
+    return "## Index\n\n" + _table(("", ""), rows) + _left_out(infos.get("partitions") or {})
+
+
+def _left_out(partitions: dict[str, Any]) -> str:
+    """Which partitions the index holds, and which it left out (failed, or not yet made)."""
+    if not partitions:
+        return ""
+    left_out = partitions.get("left_out") or {}
+    failed, pending = left_out.get("failed") or [], left_out.get("not_materialized") or []
+    text = f"\n\nPartitions indexed: {partitions.get('indexed')}."
+    if not failed and not pending:
+        return text + " None was left out."
+    for title, keys in (("failed for good", failed), ("not materialised yet", pending)):
+        if keys:
+            shown = ", ".join(f"`{key}`" for key in keys[:50])
+            more = f" and {len(keys) - 50} more" if len(keys) > 50 else ""
+            text += f"\n\nLeft out, {title} ({len(keys)}): {shown}{more}."
+    return text
 
 
 def _lineage(inputs: ReleaseInputs) -> str:

@@ -18,7 +18,7 @@ from clip_assets.download import shard_download as stage
 from clip_assets.download.shard_download import download_shard_to_file, retry_failed_to_file
 from clip_assets.download.summary import summarize, summarize_file
 from clip_assets.offline import images
-from clip_assets.offline.image_server import ImageServer, flaky, image, slow, status
+from clip_assets.offline.image_server import ImageServer, flaky, hang, image, slow, status
 
 
 def noise_jpeg(seed: int, side: int = 210) -> bytes:
@@ -160,6 +160,36 @@ def test_memory_stays_bounded_behind_a_slow_first_row(settings, tmp_path) -> Non
     image_bytes = pc.sum(pc.binary_length(written["image"])).as_py()
     assert image_bytes > 40e6
     assert peak < image_bytes / 8
+
+
+def test_a_timed_out_row_holds_no_later_row_and_gets_its_retries_after(
+    settings, tmp_path, monkeypatch
+) -> None:
+    """Row 0 never answers. With a reorder window of 4 rows, retrying it in place would hold
+    row 5 onwards through three time-outs; instead every row is tried once first, and row 0
+    gets its two retries after, merged into the file in its place."""
+    monkeypatch.setattr(stage._Tracker, "interval_s", 0.0)  # report after every row
+    routes = {f"/{i}.jpg": image(images.jpeg(40, 30, i)) for i in range(1, 30)}
+    routes["/0.jpg"] = hang()
+    patient = replace(settings, total_timeout_s=0.3, retries=2, host_failure_limit=0)
+    tries_when_all_were_done = []
+
+    with ImageServer(routes) as srv:
+
+        def note(progress: stage.DownloadProgress) -> None:
+            if progress.done == progress.total and not tries_when_all_were_done:
+                tries_when_all_were_done.append(srv.hits["/0.jpg"])
+
+        meta = metadata([srv.url(f"/{i}.jpg") for i in range(30)])
+        target = tmp_path / "images.parquet"
+        download_shard_to_file(meta, patient, target, on_progress=note, row_group_rows=1)
+        assert srv.hits["/0.jpg"] == 3
+    assert tries_when_all_were_done == [1]
+    written = pq.read_table(target)
+    assert written["uid"].to_pylist() == meta["uid"].to_pylist()
+    assert written["status"].to_pylist() == ["failed"] + ["ok"] * 29
+    assert (written["reason"][0].as_py(), written["attempts"][0].as_py()) == ("timeout", 3)
+    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_written_file_gets_the_mode_the_umask_gives(settings, tmp_path, umask) -> None:
