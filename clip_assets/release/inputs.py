@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clip_assets import __version__
+from clip_assets.release.report import PartitionFigures
 
 #: The download settings that shape the released images (the card shows them).
 IMAGE_SETTING_FIELDS = (
@@ -41,6 +42,9 @@ class ReleaseInputs:
     ``preprocessing`` (the open_clip transform, as text or a dict).
     ``download``: ``attempted``, ``ok``, ``success_rate``, ``by_status`` (status -> rows),
     ``top_reasons`` (reason -> rows), ``resize`` (e.g. ``{"mode": "shortest_side", "size": 256}``).
+    ``partitions``: each released partition's figures (``report.partition_figures``), in
+    partition order; with them the card shows the report picture, partitions under
+    ``success_floor`` in red.
     """
 
     dataset: str
@@ -56,6 +60,8 @@ class ReleaseInputs:
     license: str = "cc-by-4.0"
     #: The repo the card points users to (``org/name``); the card says ``<repo_id>`` without it.
     repo_id: str | None = None
+    partitions: tuple[PartitionFigures, ...] = ()
+    success_floor: float | None = None
 
 
 def code_version() -> str:

@@ -4,7 +4,10 @@ partition's health, Markdown embedding it, and the release card showing the same
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +22,8 @@ from clip_assets.index.index_settings import IndexSettings
 from clip_assets.offline.datacomp import SampleRow, datacomp_uid
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import sample_site
+from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.release_folder import write_release_folder
 from clip_assets.release.report import (
     LOW_COLOUR,
     OK_COLOUR,
@@ -142,3 +147,21 @@ def test_markdown_embeds_the_picture_and_the_figures(figures, infos) -> None:
     for point in curve:
         setting = ", ".join(f"{k}={v}" for k, v in point["params"].items())
         assert f"| {setting} | {point['recall@10']:.3f} |" in markdown
+
+
+def test_release_card_shows_the_same_picture(
+    figures, infos, inputs: ReleaseInputs, tmp_path: Path
+) -> None:
+    (inputs.index_dir / "index_infos.json").write_text(json.dumps(infos))
+    with_report = dataclasses.replace(inputs, partitions=tuple(figures), success_floor=0.5)
+    out = tmp_path / "release"
+    summary = write_release_folder(with_report, out)
+    assert "report.png" in summary["files"]
+    expected = render_png(inputs.dataset, figures, infos, success_floor=0.5)
+    assert (out / "report.png").read_bytes() == expected
+    card = (out / "README.md").read_text()
+    assert "## Report" in card and "](report.png)" in card
+    assert "| p-0000 | 6 | 6 | 0 | 100.0% |" in card
+    write_release_folder(inputs, tmp_path / "plain")  # no figures: no picture
+    assert not (tmp_path / "plain" / "report.png").exists()
+    assert "## Report" not in (tmp_path / "plain" / "README.md").read_text()
