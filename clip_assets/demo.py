@@ -1,14 +1,17 @@
 """The offline demo: the whole graph through Dagster on a sample served from 127.0.0.1.
 
-What it does: serves real JPEG, PNG and WebP pictures (and the broken answers a crawl meets)
-from a loopback server, writes DataComp-schema parquet pointing at them, installs stand-in
-ViT-B-32 weights under the real ``laion2b_s34b_b79k`` checkpoint name in a private Hugging Face
-cache (nothing can be downloaded here), then materialises every asset of the ``demo`` dataset
-in a persistent Dagster instance through the same driver as ``clip-assets run``, and searches
-the index by text.
+What it does: serves drawn scenes as real JPEG, PNG and WebP pictures, each captioned with what
+it shows (and the broken answers a crawl meets), from a loopback server, writes DataComp-schema
+parquet pointing at them, trains a small CLIP on such scenes (about a minute on two cores, then
+cached in ``<workdir>/models`` by its recipe's hash; pretrained weights cannot be downloaded
+here) and puts it in a private Hugging Face cache as ``hf-hub:clip-assets-demo/shapes-clip``,
+then materialises every asset of the ``demo`` dataset with that model in a persistent Dagster
+instance through the same driver as ``clip-assets run``, and searches the index by text.
+Production runs keep ViT-B-32 / laion2b_s34b_b79k.
 
 It points ``HF_HOME`` at that cache with ``HF_HUB_OFFLINE=1`` before huggingface_hub is first
-imported (it reads both at import), so the production loading path runs unchanged.
+imported (it reads both at import), so the production loading path loads the model as it
+loads any Hub model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
+
+from clip_assets.offline.demo_names import DEMO_MODEL_NAME
 
 DEMO_DATASET = "demo"
 ROWS_PER_PARTITION = 16
@@ -30,6 +35,8 @@ def demo_environment(workdir: Path) -> dict[str, str]:
         "DAGSTER_HOME": str(workdir / "dagster_home"),
         "CLIP_ASSETS_ROOT": str(workdir / "data"),
         "CLIP_ASSETS_DATASETS": str(workdir / "datasets.yaml"),
+        "CLIP_ASSETS_MODEL": DEMO_MODEL_NAME,
+        "CLIP_ASSETS_PRETRAINED": "none",
     }
 
 
@@ -55,15 +62,15 @@ def run_demo(workdir: Path, query: str, good_images: int) -> int:
     from clip_assets.graph.driver import run_dataset
     from clip_assets.graph.environment import default_resources
     from clip_assets.offline.datacomp import write_datacomp_shard
+    from clip_assets.offline.demo_model import describe_demo_model, prepare_demo_model
     from clip_assets.offline.image_server import ImageServer
     from clip_assets.offline.sample import sample_site
-    from clip_assets.offline.weights import install_pretrained_standin
     from clip_assets.registry import find_dataset
     from clip_assets.search.stored import open_stored
 
     print(f"demo folder: {workdir}")
-    install_pretrained_standin(workdir / "hf_home")
-    print("stand-in ViT-B-32 weights installed as laion2b_s34b_b79k (random, offline)")
+    model = prepare_demo_model(workdir / "models", workdir / "hf_home", log=print)
+    print(describe_demo_model(model))
     site = sample_site(good=good_images)
     with ImageServer(site.routes) as server:
         rows = site.rows(server)
@@ -84,7 +91,8 @@ def run_demo(workdir: Path, query: str, good_images: int) -> int:
     for rank, hit in enumerate(hits, 1):
         print(f"{rank:>2}  {hit.similarity:7.4f}  {hit.url}  {hit.caption or ''}")
     env = " ".join(f"{k}={v}" for k, v in demo_environment(workdir).items())
-    print(f"\nsee it in the UI:  {env} dagster dev -w workspace.yaml")
+    print(f"\nsearch again:  {env} clip-assets search --dataset {DEMO_DATASET} 'two green squares'")
+    print(f"see it in the UI:  {env} dagster dev -w workspace.yaml")
     return 0
 
 

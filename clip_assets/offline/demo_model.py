@@ -21,13 +21,10 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from clip_assets.offline.demo_names import DEMO_MODEL_NAME, DEMO_REPO
 from clip_assets.offline.shapes_clip import ShapesRecipe, train_shapes_clip
 from clip_assets.offline.weights import install_in_hub_cache
 
-#: The Hub-style name the demo's model is cached under. It exists only in the demo's own
-#: Hugging Face cache: nothing is ever downloaded for it.
-DEMO_REPO = "clip-assets-demo/shapes-clip"
-DEMO_MODEL_NAME = f"hf-hub:{DEMO_REPO}"
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 REPORT_NAME = "training_report.json"
