@@ -25,6 +25,7 @@ from stand_ins.clip_client import clip_client_body, post_like_clip_client, serve
 
 from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.embed.model_loading import ModelSpec
+from clip_assets.graph.driver import run_dataset
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.demo_model import DemoModel, ensure_demo_model
 from clip_assets.offline.image_server import ImageServer
@@ -32,7 +33,6 @@ from clip_assets.offline.sample import SampleSite, sample_site, site_scenes
 from clip_assets.offline.scenes import BACKGROUNDS, COUNT_WORDS, Description, Scene, describe
 from clip_assets.offline.shapes_clip import HELD_OUT_PAIRS, ShapesRecipe
 from clip_assets.registry import DatasetSpec
-from clip_assets.runner import run_dataset
 from clip_assets.search import ClipSearcher
 from clip_assets.search.stored import open_stored
 from clip_assets.serve import create_app
@@ -79,7 +79,7 @@ def built(tmp_path_factory, site: SampleSite, demo_model: DemoModel, make_resour
         )
         resources = make_resources(tmp / "data", demo_model.local_name)
         outcome = run_dataset(spec, resources, DagsterInstance.ephemeral(), log=lambda _: None)
-        assert len(outcome.partitions) == 3 and not outcome.failed_ranges
+        assert len(outcome.partitions) == 3 and outcome.success, outcome
         yield {"root": tmp / "data" / "shapes", "resources": resources, "server": server}
 
 
