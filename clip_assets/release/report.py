@@ -8,8 +8,9 @@ Writes nothing: ``render_png`` returns the PNG bytes (matplotlib's Agg backend, 
 needed) of four panels — success rate per partition, throughput per partition, failure reasons,
 and the recall/latency curve with the chosen setting marked; ``report_markdown`` returns the
 Markdown that shows it, given where the picture is (a file beside the card, or
-``png_data_uri(png)`` for a Dagster Markdown metadata value). Guarantees: the same inputs give
-the same bytes (no timestamps or version strings in the PNG).
+``png_data_uri(compact_png(png))`` for a Dagster Markdown metadata value: the same picture in a
+64-colour palette, a few times smaller, so the event log row stays small). Guarantees: the same
+inputs give the same bytes (no timestamps or version strings in the PNG).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import matplotlib
 import pyarrow.parquet as pq
+from PIL import Image
 
 matplotlib.use("Agg")  # before pyplot: render to memory, never look for a display
 
@@ -105,6 +107,16 @@ def render_png(
         fig.savefig(buffer, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)
+    return buffer.getvalue()
+
+
+def compact_png(png: bytes, colours: int = 64) -> bytes:
+    """``png`` with its pixels in a palette of ``colours`` (median cut): the plot's flat colours
+    come through exactly, the anti-aliased edges approximately, in a fraction of the bytes."""
+    with Image.open(io.BytesIO(png)) as picture:
+        palette = picture.convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 

@@ -28,6 +28,7 @@ from clip_assets.release.report import (
     LOW_COLOUR,
     OK_COLOUR,
     PartitionFigures,
+    compact_png,
     png_data_uri,
     read_partition_figures,
     render_png,
@@ -132,6 +133,16 @@ def test_picture_shows_a_partition_under_the_floor_in_red(figures, infos) -> Non
 def test_picture_is_the_same_bytes_for_the_same_inputs(figures, infos) -> None:
     assert render_png("demo", figures, infos) == render_png("demo", figures, infos)
     assert render_png("demo", figures, infos) != render_png("other", figures, infos)
+
+
+def test_the_compact_picture_keeps_size_and_bar_colours_in_fewer_bytes(figures, infos) -> None:
+    png = render_png("demo", figures, infos, success_floor=0.5)
+    small = compact_png(png)
+    assert len(small) < len(png) / 2
+    full, compact = pixels(png), pixels(small)
+    assert compact.shape == full.shape
+    for colour in (OK_COLOUR, LOW_COLOUR):
+        assert count_colour(compact, colour) >= count_colour(full, colour) > 1000
 
 
 def test_markdown_embeds_the_picture_and_the_figures(figures, infos) -> None:
