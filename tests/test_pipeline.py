@@ -166,6 +166,14 @@ def test_release_folder_has_the_layout_and_the_card(built) -> None:
     assert {c["config_name"] for c in configs} == {"embeddings", "id_mapping", "metadata"}
     assert [c["config_name"] for c in configs if c.get("default")] == ["embeddings"]
     assert "report.png" in names and "](report.png)" in card.text  # the report, per partition
+    # No local path is published: the source folder, the model folder and the store are all
+    # under pytest's base temp folder.
+    local = str(built["root"].parents[2])
+    for path in release.rglob("*"):
+        if path.suffix in (".md", ".json"):
+            assert local not in path.read_text(), path
+        elif path.suffix == ".parquet":
+            assert local not in str(pq.read_metadata(path).metadata), path
     infos = json.loads((release / "index_infos.json").read_text())
     assert "recall" in json.dumps(infos)
 
