@@ -6,7 +6,9 @@ parquet pointing at them, trains a small CLIP on such scenes (about a minute on 
 cached in ``<workdir>/models`` by its recipe's hash; pretrained weights cannot be downloaded
 here) and puts it in a private Hugging Face cache as ``hf-hub:clip-assets-demo/shapes-clip``,
 then materialises every asset of the ``demo`` dataset with that model in a persistent Dagster
-instance through the same driver as ``clip-assets run``, and searches the index by text.
+instance through the same driver as ``clip-assets run``, and searches the index by text,
+printing beside each result what its picture shows (the scene drawn at its URL) and whether
+that is what the query asks for.
 Production runs keep ViT-B-32 / laion2b_s34b_b79k.
 
 It points ``HF_HOME`` at that cache with ``HF_HUB_OFFLINE=1`` before huggingface_hub is first
@@ -20,8 +22,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from clip_assets.offline.demo_names import DEMO_MODEL_NAME
+
+if TYPE_CHECKING:
+    from clip_assets.offline.scenes import Scene
+    from clip_assets.search import SearchResult
 
 DEMO_DATASET = "demo"
 ROWS_PER_PARTITION = 16
@@ -87,13 +95,35 @@ def run_demo(workdir: Path, query: str, good_images: int) -> int:
         return 1
     with open_stored(resources["storage"], DEMO_DATASET) as searcher:
         hits = searcher.search_texts([query], k=5)[0]
-    print(f'\ntop {len(hits)} for "{query}":')
-    for rank, hit in enumerate(hits, 1):
-        print(f"{rank:>2}  {hit.similarity:7.4f}  {hit.url}  {hit.caption or ''}")
+    print(f'\ntop {len(hits)} for "{query}", searched with {DEMO_MODEL_NAME}:')
+    _print_hits(query, hits, site.scenes)
     env = " ".join(f"{k}={v}" for k, v in demo_environment(workdir).items())
     print(f"\nsearch again:  {env} clip-assets search --dataset {DEMO_DATASET} 'two green squares'")
+    print(
+        f"search page:  {env} clip-assets serve --dataset {DEMO_DATASET}  (http://127.0.0.1:1234)"
+    )
     print(f"see it in the UI:  {env} dagster dev -w workspace.yaml")
     return 0
+
+
+def _print_hits(query: str, hits: list[SearchResult], scenes: dict[str, Scene]) -> None:
+    """The results with what each picture shows (the scene the site drew at its URL, not the
+    caption the index returned) and whether that is what the query asks for."""
+    from clip_assets.cli.tables import print_table
+    from clip_assets.offline.scene_query import query_description
+
+    wanted = query_description(query)
+    rows = []
+    for rank, hit in enumerate(hits, 1):
+        scene = scenes.get(urlsplit(hit.url or "").path)
+        fits = (
+            "?" if wanted is None or scene is None else "yes" if wanted.is_true_of(scene) else "no"
+        )
+        rows.append([rank, f"{hit.similarity:.4f}", fits, scene.caption if scene else "-", hit.url])
+    print_table(["rank", "similarity", "matches", "the picture shows", "url"], rows)
+    if wanted is not None:
+        matching = sum(row[2] == "yes" for row in rows)
+        print(f"{matching} of {len(rows)} pictures show what the query asks for")
 
 
 def _write_instance_config(dagster_home: Path) -> None:

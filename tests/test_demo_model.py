@@ -22,6 +22,8 @@ from clip_assets.offline.demo_model import (
     ensure_demo_model,
     install_demo_model,
 )
+from clip_assets.offline.scene_query import query_description
+from clip_assets.offline.scenes import Scene
 from clip_assets.offline.shapes_clip import DidNotLearn, ShapesRecipe, train_shapes_clip
 
 #: A few steps of the real recipe: enough to test the machinery, not to learn anything.
@@ -92,3 +94,17 @@ def test_installed_model_loads_offline_through_the_production_path(tmp_path: Pat
     local = ClipEncoder.load(ModelSpec(model.local_name, None, device="cpu", num_workers=0))
     expected = local.encode_texts(["two red circles", "a blue square"])
     np.testing.assert_allclose(np.array(report["vectors"]), expected, atol=1e-5)
+
+
+def test_a_query_names_what_a_picture_must_show() -> None:
+    """The demo marks a result by the scene drawn at its URL against what the query names."""
+    asked = query_description("A picture of two red circles on a gray background")
+    assert asked is not None
+    assert asked.is_true_of(Scene(2, "red", "circle", "gray"))
+    assert not asked.is_true_of(Scene(2, "red", "circle", "white"))
+    assert not asked.is_true_of(Scene(3, "red", "circle", "gray"))
+    red_circles = query_description("a picture of red circles")
+    assert red_circles is not None
+    assert red_circles.is_true_of(Scene(1, "red", "circle", "black"))
+    assert not red_circles.is_true_of(Scene(1, "red", "square", "black"))
+    assert query_description("a photo of a cat") is None

@@ -1,7 +1,7 @@
 """Search is right end to end: a CLIP trained on drawn scenes, the real graph over real HTTP, and
 every answer checked against what the picture it points at shows.
 
-The model (``clip_assets.offline.shapes_clip``, cached by recipe hash in pytest's cache) never
+The model (``clip_assets.offline.shapes_clip``, the session's ``trained_clip`` fixture) never
 saw the held-out colour-shape pairs in training; the site serves pictures of them among others,
 plus broken answers, so faiss ids and source rows differ. A result is judged by its URL, whose
 picture the site drew (``SampleSite.scenes``), never by the caption returned with it: a mapping
@@ -27,11 +27,11 @@ from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.embed.model_loading import ModelSpec
 from clip_assets.graph.driver import run_dataset
 from clip_assets.offline.datacomp import write_datacomp_shard
-from clip_assets.offline.demo_model import DemoModel, ensure_demo_model
+from clip_assets.offline.demo_model import DemoModel
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite, sample_site, site_scenes
 from clip_assets.offline.scenes import BACKGROUNDS, COUNT_WORDS, Description, Scene, describe
-from clip_assets.offline.shapes_clip import HELD_OUT_PAIRS, ShapesRecipe
+from clip_assets.offline.shapes_clip import HELD_OUT_PAIRS
 from clip_assets.registry import DatasetSpec
 from clip_assets.search import ClipSearcher
 from clip_assets.search.stored import open_stored
@@ -42,15 +42,6 @@ from clip_assets.serve import create_app
 MIN_PRECISION_AT_5 = 0.6
 K = 5
 QUERIES = [describe(colour=colour, shape=shape) for colour, shape in HELD_OUT_PAIRS]
-#: The test trains the demo's recipe for fewer steps: same code, about half the time.
-TEST_RECIPE = ShapesRecipe(steps=300)
-
-
-@pytest.fixture(scope="module")
-def demo_model(request: pytest.FixtureRequest, tmp_path_factory) -> DemoModel:
-    cache = request.config.cache
-    folder = cache.mkdir("shapes-clip") if cache is not None else tmp_path_factory.mktemp("m")
-    return ensure_demo_model(folder, TEST_RECIPE)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +56,7 @@ def site() -> SampleSite:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, site: SampleSite, demo_model: DemoModel, make_resources):
+def built(tmp_path_factory, site: SampleSite, trained_clip: DemoModel, make_resources):
     """The whole graph over three partitions, served from 127.0.0.1."""
     tmp = tmp_path_factory.mktemp("semantic")
     with ImageServer(site.routes) as server:
@@ -77,15 +68,15 @@ def built(tmp_path_factory, site: SampleSite, demo_model: DemoModel, make_resour
             rows_per_partition=(len(rows) + 2) // 3,
             allowed_hosts=("127.0.0.1",),
         )
-        resources = make_resources(tmp / "data", demo_model.local_name)
+        resources = make_resources(tmp / "data", trained_clip.local_name)
         outcome = run_dataset(spec, resources, DagsterInstance.ephemeral(), log=lambda _: None)
         assert len(outcome.partitions) == 3 and outcome.success, outcome
         yield {"root": tmp / "data" / "shapes", "resources": resources, "server": server}
 
 
 @pytest.fixture(scope="module")
-def encoder(demo_model: DemoModel) -> ClipEncoder:
-    return ClipEncoder.load(ModelSpec(demo_model.local_name, None, device="cpu", num_workers=0))
+def encoder(trained_clip: DemoModel) -> ClipEncoder:
+    return ClipEncoder.load(ModelSpec(trained_clip.local_name, None, device="cpu", num_workers=0))
 
 
 def scene_at(site: SampleSite, url: str | None) -> Scene:
