@@ -23,6 +23,7 @@ import pytest
 from dagster import DagsterInstance
 from stand_ins.clip_client import clip_client_body, post_like_clip_client, serve_on_loopback
 
+from clip_assets.cli import main
 from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.embed.model_loading import ModelSpec
 from clip_assets.graph.driver import run_dataset
@@ -111,6 +112,23 @@ def test_an_image_finds_itself_first(built, site, encoder) -> None:
         results = searcher.search_images(images, k=3)
     assert [hits[0].url for hits in results] == [server.url(path) for path in paths]
     assert all(hits[0].similarity > 0.99 for hits in results)
+
+
+def test_the_cli_search_loads_the_model_the_index_was_built_with(built, site, capsys) -> None:
+    """``clip-assets search --dataset`` is given no model: it embeds the queries with the one
+    the index's ``model.json`` names, the trained CLIP, and finds the unseen pairs."""
+    root = str(built["root"].parent)
+    texts = [q.text for q in QUERIES]
+    assert (
+        main(["search", "--dataset", "shapes", "--root", root, "-k", str(K), "--json", *texts]) == 0
+    )
+    blocks = json.loads(capsys.readouterr().out)
+    assert [block["query"] for block in blocks] == texts
+    scores = [
+        precision(site, q, [r["url"] for r in block["results"]])
+        for q, block in zip(QUERIES, blocks, strict=True)
+    ]
+    assert np.mean(scores) >= MIN_PRECISION_AT_5, scores
 
 
 def release_answers(release: Path, queries: np.ndarray) -> list[list[str]]:
