@@ -11,18 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from release_samples import unit_vectors, write_embeddings
 
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.shard_download import download_shard_to_file
+from clip_assets.download.summary import SUMMARY_KEY
 from clip_assets.index import EmbeddingShard, build_index
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.offline.datacomp import SampleRow, datacomp_uid
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import sample_site
-from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.inputs import ReleaseInputs, released_partitions
 from clip_assets.release.release_folder import write_release_folder
 from clip_assets.release.report import (
     LOW_COLOUR,
@@ -176,3 +178,33 @@ def test_release_card_shows_the_same_picture(
     write_release_folder(inputs, tmp_path / "plain")  # no figures: no picture
     assert not (tmp_path / "plain" / "report.png").exists()
     assert "## Report" not in (tmp_path / "plain" / "README.md").read_text()
+
+
+def test_release_figures_come_from_footers_or_else_from_the_rows(figures, tmp_path: Path) -> None:
+    """What the release asset gathers per partition: the footer's counts (with throughput),
+    or, for a file written before footers held them, counts of its status and reason rows."""
+    old = tmp_path / "old.parquet"
+    pq.write_table(
+        pa.table({"status": ["ok", "failed", "ok", "failed"], "reason": [None, "http_404"] * 2}),
+        old,
+    )
+    footers = {"new": {SUMMARY_KEY: json.dumps(_summary_of(figures[1])).encode()}}
+    got = released_partitions(
+        {"p-new": "new", "p-old": str(old)},
+        footers.get,
+        lambda path, columns: pq.read_table(path, columns=columns),
+    )
+    assert got[0] == dataclasses.replace(figures[1], partition="p-new")
+    assert (got[1].partition, got[1].rows, got[1].ok, got[1].failed) == ("p-old", 4, 2, 2)
+    assert got[1].success_rate == 0.5 and got[1].reasons == {"http_404": 2}
+    assert got[1].images_per_s is None
+
+
+def _summary_of(p: PartitionFigures) -> dict:
+    return {
+        "attempted": p.rows,
+        "ok": p.ok,
+        "success_rate": p.success_rate,
+        "images_per_s": p.images_per_s,
+        "reasons": p.reasons,
+    }
