@@ -42,6 +42,9 @@ from clip_assets.serve import create_app
 #: 1/18 (one colour-shape pair of 18); knowing only the colour gives about 1/3.
 MIN_PRECISION_AT_5 = 0.6
 K = 5
+#: Training the model (once per session, then cached) is the one long step; on a busy machine
+#: it can outlast the suite's per-test limit.
+pytestmark = pytest.mark.timeout(900)
 QUERIES = [describe(colour=colour, shape=shape) for colour, shape in HELD_OUT_PAIRS]
 
 
