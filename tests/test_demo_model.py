@@ -19,6 +19,7 @@ from clip_assets.embed.model_loading import ModelSpec
 from clip_assets.offline.demo_model import (
     DEMO_MODEL_NAME,
     WEIGHTS_NAME,
+    DemoModel,
     ensure_demo_model,
     install_demo_model,
 )
@@ -57,19 +58,28 @@ def test_the_digest_names_recipe_and_code() -> None:
     assert QUICK.digest() != ShapesRecipe().digest()
 
 
-def test_the_cache_trains_once_per_recipe(tmp_path: Path) -> None:
-    first = ensure_demo_model(tmp_path, QUICK)
-    again = ensure_demo_model(tmp_path, QUICK)
+@pytest.fixture(scope="module")
+def quick_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoModel]:
+    """A cache folder holding the QUICK model, trained into it once for this module."""
+    cache = tmp_path_factory.mktemp("demo-models")
+    return cache, ensure_demo_model(cache, QUICK)
+
+
+def test_the_cache_trains_once_per_recipe(quick_cache: tuple[Path, DemoModel]) -> None:
+    cache, first = quick_cache
+    again = ensure_demo_model(cache, QUICK)
     assert first.trained_now and not again.trained_now
-    assert first.folder == again.folder == tmp_path / QUICK.digest()
+    assert first.folder == again.folder == cache / QUICK.digest()
     assert again.report == first.report
-    assert sorted(p.name for p in tmp_path.iterdir()) == [QUICK.digest()]  # no temp folder
+    assert sorted(p.name for p in cache.iterdir()) == [QUICK.digest()]  # no temp folder
 
 
-def test_installed_model_loads_offline_through_the_production_path(tmp_path: Path) -> None:
+def test_installed_model_loads_offline_through_the_production_path(
+    quick_cache: tuple[Path, DemoModel], tmp_path: Path
+) -> None:
     """``hf-hub:`` from a Hugging Face cache, as the demo's pipeline process loads it, gives
     the vectors of the cached folder itself."""
-    model = ensure_demo_model(tmp_path / "cache", QUICK)
+    model = quick_cache[1]
     hf_home = tmp_path / "hf_home"
     install_demo_model(model, hf_home)
     code = (
