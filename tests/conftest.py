@@ -67,8 +67,9 @@ def tiny_model_name(tmp_path_factory: pytest.TempPathFactory) -> str:
     return install_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-#: The trained model's recipe in tests: the demo's code for half its steps (about half the time).
-TEST_RECIPE = ShapesRecipe(steps=300)
+#: The trained model's recipe in tests: the demo's own (at half its steps, seen pairs reach only
+#: about 0.44 precision@5, under the recipe's floor).
+TEST_RECIPE = ShapesRecipe()
 
 
 @pytest.fixture(scope="session")

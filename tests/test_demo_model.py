@@ -28,7 +28,7 @@ from clip_assets.offline.scenes import Scene
 from clip_assets.offline.shapes_clip import DidNotLearn, ShapesRecipe, train_shapes_clip
 
 #: A few steps of the real recipe: enough to test the machinery, not to learn anything.
-QUICK = ShapesRecipe(steps=3, batch_size=8, min_held_out_precision=0.0)
+QUICK = ShapesRecipe(steps=3, batch_size=8, min_seen_precision=0.0)
 
 
 def test_same_recipe_same_weights_and_the_caller_state_is_kept() -> None:
@@ -42,14 +42,14 @@ def test_same_recipe_same_weights_and_the_caller_state_is_kept() -> None:
     assert torch.get_num_threads() == threads
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    reseeded = ShapesRecipe(steps=3, batch_size=8, seed=1, min_held_out_precision=0.0)
+    reseeded = ShapesRecipe(steps=3, batch_size=8, seed=1, min_seen_precision=0.0)
     other = train_shapes_clip(reseeded).model.state_dict()
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 def test_a_model_that_did_not_learn_is_refused() -> None:
-    with pytest.raises(DidNotLearn, match="did not learn: held-out colour-shape queries"):
-        train_shapes_clip(ShapesRecipe(steps=2, batch_size=8, min_held_out_precision=0.95))
+    with pytest.raises(DidNotLearn, match="did not learn: colour-shape queries seen in training"):
+        train_shapes_clip(ShapesRecipe(steps=2, batch_size=8, min_seen_precision=0.95))
 
 
 def test_the_digest_names_recipe_and_code() -> None:
