@@ -186,7 +186,9 @@ def test_clip_client_requests_get_the_same_answers(built, site, encoder) -> None
     app = create_app({"shapes": ClipSearcher.open(release, encoder=encoder)})
     with stored_searcher(built, encoder) as searcher, serve_on_loopback(app) as url:
         for query in QUERIES:
-            body = clip_client_body("shapes", text=query.text, deduplicate=False, num_images=K)
+            body = clip_client_body(
+                "shapes", text=query.text, deduplicate=False, num_images=K, num_result_ids=K
+            )
             answer = post_like_clip_client(f"{url}/knn-service", body).json()
             expected = searcher.search_texts([query.text], k=K)[0]
             assert [r["url"] for r in answer] == [hit.url for hit in expected]
@@ -195,6 +197,8 @@ def test_clip_client_requests_get_the_same_answers(built, site, encoder) -> None
             ]
         path = sorted(site.scenes)[4]
         picture = base64.b64encode(site.routes[path].body).decode()
-        body = clip_client_body("shapes", image=picture, deduplicate=False, num_images=K)
+        body = clip_client_body(
+            "shapes", image=picture, deduplicate=False, num_images=K, num_result_ids=K
+        )
         answer = post_like_clip_client(f"{url}/knn-service", body).json()
     assert answer[0]["url"] == server.url(path)
