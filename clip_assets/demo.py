@@ -98,7 +98,7 @@ def run_demo(workdir: Path, query: str, good_images: int) -> int:
     print(f'\ntop {len(hits)} for "{query}", searched with {DEMO_MODEL_NAME}:')
     _print_hits(query, hits, site.scenes)
     env = " ".join(f"{k}={v}" for k, v in demo_environment(workdir).items())
-    print(f"\nsearch again:  {env} clip-assets search --dataset {DEMO_DATASET} 'two green squares'")
+    print(f"\nsearch again:  {env} clip-assets search --dataset {DEMO_DATASET} 'blue triangles'")
     print(
         f"search page:  {env} clip-assets serve --dataset {DEMO_DATASET}  (http://127.0.0.1:1234)"
     )
