@@ -57,7 +57,9 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             [paths.metadata(ds, key) for key in keys], storage.read_table
         )
         counts = download_counts(images_files, storage.read_table)
-        footers = {path: storage.read_schema(path).metadata for path in images_files}
+        # The file's key-value metadata: the counts and download time are there, not in the
+        # arrow schema's.
+        footers = {path: storage.read_parquet_metadata(path).metadata for path in images_files}
         counts["resize"] = image_settings(recorded_settings(footers[path]) for path in images_files)
         partitions = released_partitions(
             dict(zip(keys, images_files, strict=True)), footers.get, storage.read_table
