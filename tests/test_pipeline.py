@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
@@ -15,10 +17,12 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     Definitions,
+    MarkdownMetadataValue,
     evaluate_automation_conditions,
     materialize,
 )
 from huggingface_hub import DatasetCard
+from PIL import Image
 
 from clip_assets.assets.index_checks import build_index_checks
 from clip_assets.embed import model_loading as embed_model
@@ -30,6 +34,7 @@ from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.offline.sample import SampleSite
 from clip_assets.registry import DatasetSpec
+from clip_assets.release.report import LOW_COLOUR, OK_COLOUR
 from clip_assets.search.stored import open_stored
 from resources.clip_model import ClipModelResource
 from resources.downloader import DownloaderResource
@@ -157,8 +162,18 @@ def test_release_folder_has_the_layout_and_the_card(built) -> None:
     data = pq.read_table(release / "data")
     assert data.column_names[:3] == ["id", "url", "embedding"]
     card = DatasetCard.load(release / "README.md")
-    configs = {c["config_name"] for c in card.data.to_dict()["configs"]}
-    assert configs == {"embeddings", "id_mapping"}
+    configs = card.data.to_dict()["configs"]
+    assert {c["config_name"] for c in configs} == {"embeddings", "id_mapping", "metadata"}
+    assert [c["config_name"] for c in configs if c.get("default")] == ["embeddings"]
+    assert "report.png" in names and "](report.png)" in card.text  # the report, per partition
+    # No local path is published: the source folder, the model folder and the store are all
+    # under pytest's base temp folder.
+    local = str(built["root"].parents[2])
+    for path in release.rglob("*"):
+        if path.suffix in (".md", ".json"):
+            assert local not in path.read_text(), path
+        elif path.suffix == ".parquet":
+            assert local not in str(pq.read_metadata(path).metadata), path
     infos = json.loads((release / "index_infos.json").read_text())
     assert "recall" in json.dumps(infos)
 
@@ -284,6 +299,36 @@ def test_each_partition_of_a_run_carries_its_own_metadata(built) -> None:
         r.data["reason"] for r in a["failure_reasons"].records
     }
     assert {"http_404", "timeout"} <= reasons
+
+
+def bars(panel: np.ndarray, colours: tuple[str, ...], min_height: int = 20) -> int:
+    """How many vertical bars in ``colours`` a panel holds: runs of columns with at least
+    ``min_height`` pixels of those colours (text and edges are never that tall)."""
+    rgb = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in colours]
+    hit = np.any([np.all(panel == c, axis=-1) for c in rgb], axis=0)
+    tall = (hit.sum(axis=0) >= min_height).astype(int)
+    return int((np.diff(np.concatenate([[0], tall])) == 1).sum())
+
+
+def test_the_release_shows_the_report_in_the_ui(built) -> None:
+    """The hf_release materialization carries the card's picture as Markdown the UI renders:
+    a small PNG inline whose success panel has one bar per partition."""
+    graph = DatasetGraph(built["spec"])
+    event = built["instance"].get_latest_materialization_event(graph.key("hf_release"))
+    report = event.asset_materialization.metadata["report"]
+    assert isinstance(report, MarkdownMetadataValue)
+    inline = report.value.split("](data:image/png;base64,", 1)[1].split(")", 1)[0]
+    png = base64.b64decode(inline, validate=True)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(report.value) < 200_000
+    with Image.open(io.BytesIO(png)) as picture:
+        shown = np.asarray(picture.convert("RGB"))
+    card = Image.open(built["root"] / "release" / "report.png")
+    assert shown.shape == (560, 880, 3) == (card.height, card.width, 3)
+    success_panel = shown[:280, :440]  # top left: success rate per partition
+    assert bars(success_panel, (OK_COLOUR, LOW_COLOUR)) == len(built["run"].partitions) == 2
+    for key in built["run"].partitions:
+        row = next(line for line in report.value.splitlines() if line.startswith(f"| {key} |"))
+        assert not row.endswith("| n/a |")  # throughput read from the images file's footer
 
 
 def test_a_complete_partition_is_kept_not_fetched_again(built) -> None:

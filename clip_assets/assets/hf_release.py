@@ -6,14 +6,18 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from clip_assets import paths
 from clip_assets.download.download_settings import recorded_settings
+from clip_assets.download.health import HealthThresholds
 from clip_assets.graph.automation import rebuild_condition
 from clip_assets.graph.dataset_graph import DatasetGraph
+from clip_assets.graph.materialization import report_metadata
 from clip_assets.index.shards import read_shard_list
+from clip_assets.release.card import REPORT_PNG
 from clip_assets.release.inputs import (
     ReleaseInputs,
     code_version,
     download_counts,
     image_settings,
+    released_partitions,
     source_lineage,
 )
 from clip_assets.release.release_folder import write_release_folder
@@ -39,7 +43,10 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
         Reads: ``<ds>/index/``, ``<ds>/id_mapping/``, the indexed partitions' embeddings,
         images (counts, and the download settings each file records) and metadata (source
         lineage). Writes: ``<ds>/release/`` (``data/``, ``faiss``, ``index_infos.json``,
-        ``id_mapping/``, ``README.md``), exactly what is uploaded. Guarantees: uploads to the
+        ``id_mapping/``, ``metadata/``, ``README.md``, ``report.png``), exactly what is uploaded;
+        metadata ``report``, the card's report picture rendered in the UI (success rate and
+        throughput per partition, under the images checks' default success floor in red, the
+        failure reasons, the index's recall/latency curve). Guarantees: uploads to the
         Hub only when a release repo and a token are configured; otherwise records that it
         wrote the folder only. The token is never logged.
         """
@@ -50,8 +57,12 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             [paths.metadata(ds, key) for key in keys], storage.read_table
         )
         counts = download_counts(images_files, storage.read_table)
-        counts["resize"] = image_settings(
-            recorded_settings(storage.read_schema(path).metadata) for path in images_files
+        # The file's key-value metadata: the counts and download time are there, not in the
+        # arrow schema's.
+        footers = {path: storage.read_parquet_metadata(path).metadata for path in images_files}
+        counts["resize"] = image_settings(recorded_settings(footers[path]) for path in images_files)
+        partitions = released_partitions(
+            dict(zip(keys, images_files, strict=True)), footers.get, storage.read_table
         )
         release_prefix = paths.release_dir(ds)
         version = code_version()
@@ -74,6 +85,8 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 code_version=version,
                 license=hub.license,
                 repo_id=hub.release_repo,
+                partitions=partitions,
+                success_floor=HealthThresholds.min_success_rate,
             )
             out = work / "release"
             summary = write_release_folder(inputs, out)
@@ -90,9 +103,16 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
                 context.log.info(f"published {hub.release_repo} at {published.get('commit_oid')}")
             else:
                 context.log.info("no release repo or token configured: folder written only")
+            report = report_metadata(
+                ds,
+                partitions,
+                json.loads((out / "index_infos.json").read_text()),
+                (out / REPORT_PNG).read_bytes(),
+            )
             storage.replace_folder(out, release_prefix, last=("README.md",))
         return MaterializeResult(
             metadata={
+                "report": report,
                 "files": len(summary["files"]),
                 "rows": summary.get("rows"),
                 "bytes": summary.get("bytes"),

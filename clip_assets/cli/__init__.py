@@ -52,8 +52,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "demo": Command(
         "run the whole graph offline on a sample served from 127.0.0.1, then search",
-        "Serves a sample of real images on 127.0.0.1, materialises every asset of the 'demo' "
-        "dataset through Dagster with offline stand-in weights, then searches.",
+        "Serves drawn, captioned pictures on 127.0.0.1, trains (once, then cached) a small "
+        "CLIP on such pictures, materialises every asset of the 'demo' dataset through Dagster "
+        "with it, then searches.",
         pipeline_commands.add_demo_arguments,
         pipeline_commands.run_demo,
     ),

@@ -6,7 +6,8 @@ parquet file with exactly one row per input row, in input order, whatever the UR
 bytes do (see ``reasons`` for the ``reason`` vocabulary); given the partition's ``previous``
 images file it never turns a stored ``ok`` row into a failure. ``retry_failed_to_file``
 re-downloads only the transient failures of such a file. Both write atomically
-(``writer.atomic_parquet``), return the partition's ``NetworkStats`` (for ``summary``) and hold
+(``writer.atomic_parquet``, whose footer keeps the counts and the download time; a retry adds
+its time to the earlier pass's), return the partition's ``NetworkStats`` (for ``summary``) and hold
 a bounded number of rows, however long the partition: rows finish out of order, so finished
 rows wait in memory until every earlier row has finished, and no row starts more than
 ``WINDOW_GROUPS * row_group_rows`` rows past the first unfinished one. Small shards run in
@@ -42,6 +43,7 @@ from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.network_stats import NetworkStats
 from clip_assets.download.pipeline import Emit, Gate, Row, download_jobs, iter_jobs
 from clip_assets.download.reasons import DEFERRED_REASONS, TIMEOUT
+from clip_assets.download.summary import stored_summary
 from clip_assets.download.workers import download_in_workers
 from clip_assets.download.writer import (
     Flush,
@@ -175,7 +177,8 @@ def retry_failed_to_file(
         if not indices and Path(path).resolve() == Path(previous).resolve():
             return NetworkStats()
         batches = (pa.Table.from_batches([b]) for b in source.iter_batches(row_group_rows))
-        with atomic_parquet(path, settings.file_metadata()) as write:
+        earlier = (stored_summary(source.metadata.metadata) or {}).get("elapsed_s", 0.0)
+        with atomic_parquet(path, settings.file_metadata(), earlier_s=earlier) as write:
             return _retry(batches, indices, metadata, settings, write, on_progress, row_group_rows)
 
 

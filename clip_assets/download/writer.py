@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -207,15 +208,17 @@ class KeepStored:
 
 @contextmanager
 def atomic_parquet(
-    path: Path, schema_metadata: dict[bytes, bytes] | None = None
+    path: Path, schema_metadata: dict[bytes, bytes] | None = None, *, earlier_s: float = 0.0
 ) -> Iterator[Flush]:
     """Yields a function appending IMAGES_SCHEMA tables to a zstd parquet file; it appears at
     ``path`` only if the block ends normally (the folder must exist). ``schema_metadata`` is
     stored in the file's schema (the settings that made it); the counts of what was written
-    (``summary.summarize``'s keys) go in the file's footer, so a reader gets them without
-    reading the rows (``summary.stored_summary``)."""
+    (``summary.summarize``'s keys) and the seconds the block took, plus ``earlier_s`` (a pass
+    this one continues), as ``elapsed_s`` and ``images_per_s``, go in the file's footer, so a
+    reader gets a partition's figures without reading the rows (``summary.stored_summary``)."""
     schema = IMAGES_SCHEMA.with_metadata(schema_metadata) if schema_metadata else IMAGES_SCHEMA
     counts = Counts()
+    started = time.monotonic()
     with replacing(Path(path)) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
 
         def write(table: pa.Table) -> None:
@@ -223,4 +226,5 @@ def atomic_parquet(
             counts.add(table)
 
         yield write
-        writer.add_key_value_metadata(summary_metadata(counts.summary(None)))
+        elapsed = earlier_s + time.monotonic() - started
+        writer.add_key_value_metadata(summary_metadata(counts.summary(elapsed)))

@@ -8,11 +8,12 @@ descriptions, not in every materialization.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
+from clip_assets.release.report import PartitionFigures, compact_png, png_data_uri, report_markdown
 from clip_assets.retrieve.retrieval_summary import preview_markdown
 
 _REASONS_SCHEMA = TableSchema(
@@ -159,6 +160,15 @@ def _left_out(left_out: Mapping[str, list[str]]) -> dict[str, Any]:
             {"failed": failed, "not_materialized": pending}
         )
     return metadata
+
+
+def report_metadata(
+    dataset: str, figures: Sequence[PartitionFigures], infos: Mapping[str, Any], png: bytes
+) -> MetadataValue:
+    """The dataset's report picture (``release.report``) as Markdown the UI renders: the
+    picture inline as a compact PNG ``data:`` URI, then the figures it is drawn from."""
+    uri = png_data_uri(compact_png(png))
+    return MetadataValue.md(report_markdown(dataset, figures, dict(infos), uri))
 
 
 def _maybe_round(value: float | None, digits: int = 4) -> float | None:

@@ -1,8 +1,9 @@
 """Real image bytes for the demo, the tests and the benchmark.
 
 Every function reads only its arguments and returns encoded bytes (or a Pillow image); nothing is
-written to disk. Content is a gradient plus random shapes drawn from ``seed``, so two seeds give
-visibly different pictures (and different CLIP embeddings) while one seed is reproducible.
+written to disk. ``picture`` content is a gradient plus random shapes drawn from ``seed``, so two
+seeds give visibly different pictures (and different CLIP embeddings) while one seed is
+reproducible; ``encode`` turns any Pillow image (a drawn scene, say) into served bytes.
 """
 
 from __future__ import annotations
@@ -125,6 +126,16 @@ def png16(pixels: np.ndarray) -> bytes:
 def _chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+#: Pillow's format names for the content types ``encode`` writes.
+FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def encode(img: Image.Image, content_type: str) -> bytes:
+    """``img`` as JPEG (quality 90), PNG or lossy WebP (quality 80) bytes."""
+    quality = {"image/jpeg": {"quality": 90}, "image/webp": {"quality": 80}}
+    return _encode(img, FORMATS[content_type], **quality.get(content_type, {}))
 
 
 def _encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:

@@ -5,7 +5,9 @@ as the real checkpoint file of the real Hub repo inside a Hugging Face cache lay
 with ``HF_HOME=<hf_home>`` and ``HF_HUB_OFFLINE=1`` the production call
 ``open_clip.create_model_and_transforms("ViT-B-32", pretrained="laion2b_s34b_b79k")`` loads it
 unchanged. (2) ``install_tiny_model``: a small model as an open_clip ``local-dir:`` folder
-(config + weights), fast enough for tests and the offline demo, loadable in any process.
+(config + weights), fast enough for tests, loadable in any process. (3) ``install_in_hub_cache``:
+any files as a Hub model repo's ``main`` revision in a Hugging Face cache (the stand-in and the
+demo's trained model go in this way).
 Guarantees: same seed, same weights; embed_dim 512 like ViT-B-32, so downstream shapes match.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import open_clip
@@ -49,23 +53,51 @@ def install_pretrained_standin(
         raise ValueError(f"{model_name}/{pretrained} is not a Hub-hosted open_clip checkpoint")
     repo_id, filenames = hub
     filename = filenames[0]
+    with tempfile.TemporaryDirectory(prefix="clip-assets-standin-") as work:
+        weights = Path(work) / filename
+        state = _seeded_model(model_name, seed).state_dict()
+        _save_state(state, weights, safetensors=filename.endswith(".safetensors"))
+        snapshot = install_in_hub_cache(hf_home, repo_id, [weights])
+    return snapshot / filename
+
+
+def install_in_hub_cache(hf_home: Path, repo_id: str, files: list[Path]) -> Path:
+    """Place ``files`` in ``hf_home``'s Hub cache as the ``main`` revision of model ``repo_id``.
+
+    The layout is huggingface_hub's: ``hub/models--<org>--<name>/`` with ``blobs/<sha256>``,
+    ``snapshots/<commit>/<filename>`` linking to its blob, and ``refs/main`` naming the commit,
+    so with ``HF_HOME=<hf_home>`` and ``HF_HUB_OFFLINE=1`` ``hf_hub_download`` answers from it.
+    The commit is derived from the files' hashes: installing the same files again changes
+    nothing. Each blob appears by rename and ``refs/main`` is written last, so a reader sees the
+    previous revision or the new one. Returns the snapshot folder.
+    """
     repo_dir = Path(hf_home) / "hub" / f"models--{repo_id.replace('/', '--')}"
     blobs = repo_dir / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    partial = blobs / f".{filename}.partial"
-    state = _seeded_model(model_name, seed).state_dict()
-    _save_state(state, partial, safetensors=filename.endswith(".safetensors"))
-    blob_sha = sha256_file(partial)
-    blob = blobs / blob_sha
-    partial.replace(blob)
+    placed: dict[str, Path] = {}
+    for source in files:
+        partial = blobs / f".{source.name}.partial"
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(source, partial)  # no second copy of a multi-GB checkpoint
+        except OSError:
+            shutil.copyfile(source, partial)
+        blob = blobs / sha256_file(partial)
+        partial.replace(blob)
+        placed[source.name] = blob
+    listing = "\n".join(f"{name} {blob.name}" for name, blob in sorted(placed.items()))
     # Any 40-hex commit works; deriving it from the content keeps reinstalls idempotent.
-    commit = hashlib.sha1(f"{repo_id}\n{blob_sha}".encode()).hexdigest()
-    snapshot = repo_dir / "snapshots" / commit / filename
-    snapshot.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.unlink(missing_ok=True)
-    snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
+    commit = hashlib.sha1(f"{repo_id}\n{listing}".encode()).hexdigest()
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, blob in placed.items():
+        link = snapshot / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, snapshot))
     (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(commit)
+    ref = repo_dir / "refs" / ".main.partial"
+    ref.write_text(commit)
+    ref.replace(repo_dir / "refs" / "main")
     return snapshot
 
 

@@ -1,40 +1,51 @@
 """The release's dataset card (``README.md``): YAML front matter the Hub reads, prose for people.
 
-The front matter declares the two configs of the Fondant layout (``embeddings`` ->
-``data/*.parquet``, ``id_mapping`` -> ``id_mapping/*.parquet``), license, tags, task category
-and size. The body says what the release is, which model made it, how images were prepared,
-how the downloads went, how good and fast the index is, where it came from, and how to query
-it. The text depends only on its inputs (no dates), so a rerun renders the same bytes.
+The front matter declares the configs: ``embeddings`` -> ``data/*.parquet`` (the default, so
+``load_dataset(repo)`` needs no config name) and ``id_mapping`` -> ``id_mapping/*.parquet`` of
+the Fondant layout, and ``metadata`` -> ``metadata/*.parquet`` (clip back's); license, tags,
+task category and size. The body says what the release is, which model made it, how images were
+prepared, how the downloads went (with the report picture when there is one), how good and fast
+the index is, where it came from, and how to query it. Sources and models are named by their
+public identity (``public.py``): no local path is published. The text depends only on its
+inputs (no dates), so a rerun renders the same bytes.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import yaml
 
-from clip_assets.model_defaults import DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED
+from clip_assets.release.card_usage import usage
 from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.public import is_hub_repo, model_name, public_model, public_source
+from clip_assets.release.report import report_markdown
 
 FONDANT_REPO = "fondant-ai/datacomp-small-clip"
+#: The report picture's file name, beside README.md.
+REPORT_PNG = "report.png"
 _SIZE_BUCKETS = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M"]
 
 
 def render_card(inputs: ReleaseInputs, infos: dict[str, Any], stats: dict[str, Any]) -> str:
-    """The whole README.md; ``infos`` is index_infos.json, ``stats`` has ``rows`` and ``dim``."""
+    """The whole README.md; ``infos`` is index_infos.json, ``stats`` has ``rows`` and ``dim``.
+
+    With ``inputs.partitions`` the card shows ``REPORT_PNG``, which the caller writes beside it.
+    """
     front = yaml.safe_dump(front_matter(inputs, stats["rows"]), sort_keys=False, allow_unicode=True)
+    model = public_model(inputs.model)
     sections = [
         _intro(inputs, stats),
-        _model(inputs.model, stats["dim"]),
-        _preprocessing(inputs.model, inputs.download),
+        _model(model, stats["dim"]),
+        _preprocessing(model, inputs.download),
         _downloads(inputs.download),
+        _report(inputs, infos),
         _index(infos),
         _lineage(inputs),
-        _usage(inputs),
+        usage(inputs.dataset, inputs.repo_id, model),
     ]
-    return f"---\n{front}---\n\n" + "\n\n".join(s.strip() for s in sections) + "\n"
+    return f"---\n{front}---\n\n" + "\n\n".join(s.strip() for s in sections if s) + "\n"
 
 
 def front_matter(inputs: ReleaseInputs, rows: int) -> dict[str, Any]:
@@ -46,12 +57,14 @@ def front_matter(inputs: ReleaseInputs, rows: int) -> dict[str, Any]:
         "tags": ["clip", "embeddings", "faiss", "knn-index", "clip-retrieval", inputs.dataset],
         "size_categories": [_size_category(rows)],
         "configs": [
-            _config("embeddings", "data/*.parquet"),
+            {**_config("embeddings", "data/*.parquet"), "default": True},
             _config("id_mapping", "id_mapping/*.parquet"),
+            _config("metadata", "metadata/*.parquet"),
         ],
     }
-    if _is_hub_repo(inputs.source_repo):
-        meta["source_datasets"] = [inputs.source_repo]
+    source = public_source(inputs.source_repo, inputs.dataset)
+    if is_hub_repo(source):
+        meta["source_datasets"] = [source]
     return meta
 
 
@@ -65,8 +78,8 @@ def _size_category(rows: int) -> str:
 
 
 def _intro(inputs: ReleaseInputs, stats: dict[str, Any]) -> str:
-    source = inputs.source_repo or inputs.dataset
-    if _is_hub_repo(source):
+    source = public_source(inputs.source_repo, inputs.dataset)
+    if is_hub_repo(source):
         source = f"[{source}](https://huggingface.co/datasets/{source})"
     return f"""
 # {inputs.dataset}: CLIP image embeddings and faiss index
@@ -95,7 +108,7 @@ In every folder, row k of the files concatenated in name order is faiss id k.
 
 def _model(model: dict[str, Any], dim: int) -> str:
     rows = [
-        ("open_clip model", _model_name(model)),
+        ("open_clip model", model_name(model)),
         ("pretrained tag", model.get("pretrained")),
         ("weights sha256", model.get("weights_sha256")),
         ("precision", model.get("precision")),
@@ -129,6 +142,12 @@ def _downloads(download: dict[str, Any]) -> str:
         if pairs:
             lines += ["", f"{title}:", "", _table(("", "rows"), pairs)]
     return "\n".join(lines)
+
+
+def _report(inputs: ReleaseInputs, infos: dict[str, Any]) -> str:
+    if not inputs.partitions:
+        return ""
+    return "## Report\n\n" + report_markdown(inputs.dataset, inputs.partitions, infos, REPORT_PNG)
 
 
 def _index(infos: dict[str, Any]) -> str:
@@ -175,71 +194,10 @@ def _lineage(inputs: ReleaseInputs) -> str:
     return f"""
 ## Lineage
 
-- source: `{inputs.source_repo or inputs.dataset}` at revision `{revision}`
+- source: `{public_source(inputs.source_repo, inputs.dataset)}` at revision `{revision}`
 - source files ({len(files)}):{shown}{more}
 - code: clip-assets `{inputs.code_version}`
 """
-
-
-def _usage(inputs: ReleaseInputs) -> str:
-    repo = inputs.repo_id or "<repo_id>"
-    model = _model_name(inputs.model) or DEFAULT_MODEL_NAME
-    pretrained = inputs.model.get("pretrained") or DEFAULT_PRETRAINED
-    return f"""
-## How to query
-
-With clip-assets (downloads `faiss`, `id_mapping/` and `model.json`, then embeds the text with
-the same model):
-
-```python
-from clip_assets.search import ClipSearcher
-
-searcher = ClipSearcher.from_hub("{repo}")
-for hit in searcher.search_texts(["a photo of a cat"], k=10)[0]:
-    print(hit.similarity, hit.url, hit.caption)
-```
-
-With plain faiss and open_clip:
-
-```python
-import glob, json
-import faiss, open_clip, pandas as pd, torch
-from huggingface_hub import snapshot_download
-
-folder = snapshot_download(
-    "{repo}", repo_type="dataset", allow_patterns=["faiss", "index_infos.json", "id_mapping/*"]
-)
-index = faiss.read_index(f"{{folder}}/faiss")
-params = json.load(open(f"{{folder}}/index_infos.json")).get("index_param")
-if params:  # the tuned search parameters (nprobe, efSearch, ...)
-    faiss.ParameterSpace().set_index_parameters(index, params)
-files = sorted(glob.glob(f"{{folder}}/id_mapping/*.parquet"))
-mapping = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)  # row i = faiss id i
-
-model, _, _ = open_clip.create_model_and_transforms("{model}", pretrained="{pretrained}")
-tokens = open_clip.get_tokenizer("{model}")(["a photo of a cat"])
-with torch.no_grad():
-    query = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
-scores, ids = index.search(query, 10)
-for score, i in zip(scores[0], ids[0]):
-    print(score, mapping.url[i], mapping.text[i])
-```
-
-As a clip-retrieval back end: download the repo (`image.index` has the same bytes as `faiss`,
-so the Hub stores them once and the Hugging Face cache keeps one blob for both), put
-`{{"{inputs.dataset}": "<downloaded folder>"}}` in the indices json and run `clip-retrieval back`
-with the same CLIP model; it reads `image.index` and `metadata/*.parquet` (`url`, `caption`).
-"""
-
-
-def _is_hub_repo(source: str | None) -> bool:
-    """``org/name``, as opposed to a local folder or a bucket URL."""
-    return bool(source and re.fullmatch(r"[\w.-]+/[\w.-]+", source))
-
-
-def _model_name(model: dict[str, Any]) -> str | None:
-    # The embeddings stage records ``model``; model.json files may say ``model_name``.
-    return model.get("model_name") or model.get("model")
 
 
 def _table(header: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:

@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clip_assets import __version__
+from clip_assets.download.summary import stored_summary
+from clip_assets.release.report import PartitionFigures, partition_figures
 
 #: The download settings that shape the released images (the card shows them).
 IMAGE_SETTING_FIELDS = (
@@ -29,8 +31,12 @@ IMAGE_SETTING_FIELDS = (
     "encode_format",
     "encode_quality",
 )
+#: What the counts are read from when a footer does not hold them.
+STATUS_COLUMNS = ["status", "reason"]
 #: ``read_columns(path, columns)``: one stored parquet file, only those columns.
 ReadColumns = Callable[[str, list[str]], pa.Table]
+#: ``read_footer(path)``: one stored parquet file's key-value metadata (no rows read).
+ReadFooter = Callable[[str], dict[bytes, bytes] | None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class ReleaseInputs:
     ``preprocessing`` (the open_clip transform, as text or a dict).
     ``download``: ``attempted``, ``ok``, ``success_rate``, ``by_status`` (status -> rows),
     ``top_reasons`` (reason -> rows), ``resize`` (e.g. ``{"mode": "shortest_side", "size": 256}``).
+    ``partitions``: each released partition's figures (``report.partition_figures``), in
+    partition order; with them the card shows the report picture, partitions under
+    ``success_floor`` in red.
     """
 
     dataset: str
@@ -56,6 +65,8 @@ class ReleaseInputs:
     license: str = "cc-by-4.0"
     #: The repo the card points users to (``org/name``); the card says ``<repo_id>`` without it.
     repo_id: str | None = None
+    partitions: tuple[PartitionFigures, ...] = ()
+    success_floor: float | None = None
 
 
 def code_version() -> str:
@@ -78,7 +89,7 @@ def download_counts(images_files: Iterable[str], read_columns: ReadColumns) -> d
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for path in images_files:
-        table = read_columns(path, ["status", "reason"])
+        table = read_columns(path, STATUS_COLUMNS)
         statuses.update(table.column("status").to_pylist())
         reasons.update(r for r in table.column("reason").to_pylist() if r)
     attempted = sum(statuses.values())
@@ -88,6 +99,30 @@ def download_counts(images_files: Iterable[str], read_columns: ReadColumns) -> d
         "success_rate": round(statuses.get("ok", 0) / attempted, 4) if attempted else 0.0,
         "by_status": dict(sorted(statuses.items())),
         "top_reasons": dict(reasons.most_common(10)),
+    }
+
+
+def released_partitions(
+    images_files: dict[str, str], read_footer: ReadFooter, read_columns: ReadColumns
+) -> tuple[PartitionFigures, ...]:
+    """Each partition's figures (``partition -> images file``, in partition order) from the
+    counts its file's footer holds; a file written before footers held them is counted from
+    its ``status`` and ``reason`` columns (no download time then)."""
+    figures = []
+    for partition, path in images_files.items():
+        summary = stored_summary(read_footer(path)) or _counted(read_columns(path, STATUS_COLUMNS))
+        figures.append(partition_figures(partition, summary))
+    return tuple(figures)
+
+
+def _counted(table: pa.Table) -> dict[str, Any]:
+    statuses = table.column("status").to_pylist()
+    ok = statuses.count("ok")
+    return {
+        "attempted": len(statuses),
+        "ok": ok,
+        "success_rate": ok / len(statuses) if statuses else 0.0,
+        "reasons": Counter(r for r in table.column("reason").to_pylist() if r),
     }
 
 

@@ -12,13 +12,15 @@ Reads the stored embeddings and id_mapping parquet files, ``index_dir/faiss``,
     index_infos.json            copied as is
     model.json                  which CLIP model made the vectors  (our search reads it)
     README.md                   the dataset card
+    report.png                  the card's picture (with per-partition figures only)
 
 Guarantees: row i of every folder's sorted concatenation is faiss id i, and the index, the
 embeddings and the mapping agree on count, dimension and uid order, else ``ReleaseError`` and
-``out_dir`` is untouched. The folder is built in a temporary sibling and renamed over
-``out_dir``, so readers see the old release or the new one, never a half-written one. Same
-inputs give the same bytes (no timestamps anywhere). Folders and files get the modes the
-umask gives.
+``out_dir`` is untouched. No local path is published: ``model.json`` and the card name the
+model and the source by their public identity (``public.py``). The folder is built in a
+temporary sibling and renamed over ``out_dir``, so readers see the old release or the new one,
+never a half-written one. Same inputs give the same bytes (no timestamps anywhere). Folders and
+files get the modes the umask gives.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from pathlib import Path
 import faiss
 
 from clip_assets.atomic_files import unique_dir
-from clip_assets.release.card import render_card
+from clip_assets.release.card import REPORT_PNG, render_card
 from clip_assets.release.inputs import ReleaseInputs
+from clip_assets.release.public import public_model
+from clip_assets.release.report import render_png
 from clip_assets.release.tables import ReleaseError, count_rows, write_data, write_mappings
 
 #: ~200 MB data files at 512-d float32: big enough for few files, small enough to stream.
@@ -98,13 +102,18 @@ def _build(inputs: ReleaseInputs, build: Path, rows_per_file: int) -> dict:
     os.link(build / "faiss", build / "image.index")
     shutil.copyfile(infos_path, build / "index_infos.json")
     model_path = inputs.index_dir / "model.json"
-    if model_path.is_file():
-        shutil.copyfile(model_path, build / "model.json")
-    else:
-        (build / "model.json").write_text(json.dumps(inputs.model, indent=2, sort_keys=True) + "\n")
+    model = json.loads(model_path.read_text()) if model_path.is_file() else inputs.model
+    (build / "model.json").write_text(
+        json.dumps(public_model(model), indent=2, sort_keys=True) + "\n"
+    )
 
     infos = json.loads(infos_path.read_text())
     stats = {"rows": rows, "dim": data["dim"], "files": len(list((build / "data").iterdir()))}
+    if inputs.partitions:
+        png = render_png(
+            inputs.dataset, inputs.partitions, infos, success_floor=inputs.success_floor
+        )
+        (build / REPORT_PNG).write_bytes(png)
     (build / "README.md").write_text(render_card(inputs, infos, stats))
     return stats
 

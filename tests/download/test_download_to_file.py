@@ -16,7 +16,7 @@ from PIL import Image
 
 from clip_assets.download import shard_download as stage
 from clip_assets.download.shard_download import download_shard_to_file, retry_failed_to_file
-from clip_assets.download.summary import summarize, summarize_file
+from clip_assets.download.summary import stored_summary, summarize, summarize_file
 from clip_assets.offline import images
 from clip_assets.offline.image_server import ImageServer, flaky, hang, image, slow, status
 
@@ -111,6 +111,27 @@ def test_retry_failed_to_file_merges_transient_failures_in_place(settings, tmp_p
     for i in (0, 2, 3, 5, 6, 7):
         assert merged.slice(i, 1).equals(first.slice(i, 1))
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_footer_keeps_the_download_time_and_a_retry_adds_its_own(settings, tmp_path) -> None:
+    """Throughput can be read back from the stored file's footer alone (the release's report
+    does), with the same counts as the rows give."""
+    once = replace(settings, retries=0)
+    routes = {
+        "/ok.jpg": slow(image(images.jpeg(90, 60, 1)), 0.3),
+        "/busy": slow(flaky(image(images.jpeg(100, 100, 2)), times=1, code=503), 0.2),
+    }
+    target = tmp_path / "images.parquet"
+    with ImageServer(routes) as srv:
+        meta = metadata([srv.url("/ok.jpg"), srv.url("/busy")])
+        download_shard_to_file(meta, once, target)
+        first = stored_summary(pq.read_metadata(target).metadata)
+        retry_failed_to_file(target, meta, once, target)
+    assert first is not None and first["elapsed_s"] >= 0.3 and first["ok"] == 1
+    assert first["images_per_s"] == pytest.approx(1 / first["elapsed_s"])
+    retried = stored_summary(pq.read_metadata(target).metadata)
+    assert retried is not None and retried["elapsed_s"] >= first["elapsed_s"] + 0.2
+    assert retried == summarize_file(target, retried["elapsed_s"])
 
 
 def test_retry_failed_to_file_matches_retry_failed(settings, tmp_path) -> None:

@@ -79,17 +79,19 @@ def test_row_k_is_faiss_id_k_in_every_folder(inputs: ReleaseInputs, tmp_path: Pa
     assert found[:, 0].tolist() == [3, 17]
 
 
-def test_card_declares_both_configs_and_the_facts(inputs: ReleaseInputs, tmp_path: Path) -> None:
+def test_card_declares_the_configs_and_the_facts(inputs: ReleaseInputs, tmp_path: Path) -> None:
     out = tmp_path / "release"
     write_release_folder(inputs, out)
     meta = metadata_load(out / "README.md")
 
+    def config(name: str, pattern: str) -> dict:
+        return {"config_name": name, "data_files": [{"split": "train", "path": pattern}]}
+
+    # embeddings is the default, so load_dataset(repo) needs no config name.
     assert meta["configs"] == [
-        {"config_name": "embeddings", "data_files": [{"split": "train", "path": "data/*.parquet"}]},
-        {
-            "config_name": "id_mapping",
-            "data_files": [{"split": "train", "path": "id_mapping/*.parquet"}],
-        },
+        {**config("embeddings", "data/*.parquet"), "default": True},
+        config("id_mapping", "id_mapping/*.parquet"),
+        config("metadata", "metadata/*.parquet"),
     ]
     card = DatasetCard.load(out / "README.md")
     assert card.data.license == "cc-by-4.0"
@@ -156,18 +158,89 @@ def test_model_json_from_the_index_folder_wins(tmp_path: Path) -> None:
     inputs = make_inputs(tmp_path / "store")
     (inputs.index_dir / "model.json").write_text('{"model_name": "ViT-L-14"}\n')
     write_release_folder(inputs, tmp_path / "release")
-    assert (tmp_path / "release" / "model.json").read_text() == '{"model_name": "ViT-L-14"}\n'
+    assert json.loads((tmp_path / "release" / "model.json").read_text()) == {
+        "model_name": "ViT-L-14"
+    }
 
 
-def test_card_of_a_local_source_links_nothing(tmp_path: Path) -> None:
-    """A local-folder source is named, not linked as if it were a Hub dataset."""
-    inputs = make_inputs(tmp_path / "store", source_repo="/data/my-urls", source_revision=None)
-    write_release_folder(inputs, tmp_path / "release")
-    card = DatasetCard.load(tmp_path / "release" / "README.md")
+def published_text(folder: Path) -> str:
+    """Every text file of a release folder, concatenated (what the Hub would show)."""
+    return "".join(p.read_text() for p in sorted(folder.rglob("*")) if p.suffix in (".md", ".json"))
+
+
+def test_no_local_path_is_published(tmp_path: Path) -> None:
+    """A local-folder source and a local model folder are named, never located."""
+    model = {
+        "model": "local-dir:/home/me/models/shapes-clip",
+        "pretrained": None,
+        "weights_file": "/home/me/models/shapes-clip/open_clip_model.safetensors",
+        "weights_sha256": "e" * 64,
+    }
+    inputs = make_inputs(
+        tmp_path / "store", source_repo="/data/my-urls", source_revision=None, model=model
+    )
+    out = tmp_path / "release"
+    write_release_folder(inputs, out)
+    card = DatasetCard.load(out / "README.md")
     assert "source_datasets" not in card.data.to_dict()
-    assert "images of /data/my-urls that" in card.text
-    assert "huggingface.co/datasets//data" not in card.text
-    assert "`/data/my-urls` at revision `unknown`" in card.text
+    assert "images of my-urls that" in card.text
+    assert "`my-urls` at revision `unknown`" in card.text
+    assert "| open_clip model | local-dir:shapes-clip |" in card.text
+    published = published_text(out)
+    for local in ("/data/my-urls", "/home/me", str(tmp_path)):
+        assert local not in published, local
+    assert json.loads((out / "model.json").read_text()) == {
+        "model": "local-dir:shapes-clip",
+        "pretrained": None,
+        "weights_sha256": "e" * 64,
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ("hf://datasets/mlfoundations/datacomp_small", "mlfoundations/datacomp_small"),
+        ("gs://bucket/datacomp/small", "gs://bucket/datacomp/small"),
+        ("/mnt/crawl/2024-05/", "2024-05"),
+    ],
+)
+def test_lineage_names_the_source_by_its_public_identity(
+    tmp_path: Path, source: str, named: str
+) -> None:
+    inputs = make_inputs(tmp_path / "store", source_repo=source)
+    write_release_folder(inputs, tmp_path / "release")
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert f"- source: `{named}` at revision `0123abcd`" in card
+    assert "/mnt/crawl" not in card
+
+
+def test_card_gives_the_clip_back_command_for_its_model(
+    inputs: ReleaseInputs, tmp_path: Path
+) -> None:
+    write_release_folder(dataclasses.replace(inputs, repo_id="org/tiny-clip"), tmp_path / "r")
+    card = (tmp_path / "r" / "README.md").read_text()
+    command = card.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert command.splitlines() == [
+        "hf download org/tiny-clip --repo-type dataset --local-dir tiny_sample \\",
+        "  --include image.index --include 'metadata/*'",
+        """printf '{"tiny_sample": "%s"}\\n' "$PWD/tiny_sample" > indices_paths.json""",
+        "clip-retrieval back --port 1234 --indices_paths indices_paths.json \\",
+        '  --clip_model "open_clip:ViT-B-32/laion2b_s34b_b79k" \\',
+        "  --enable_mclip_option False --provide_aesthetic_embeddings False --use_jit False",
+    ]
+
+
+def test_card_says_why_clip_back_cannot_serve_a_hub_model_folder(tmp_path: Path) -> None:
+    model = {"model": "hf-hub:clip-assets-demo/shapes-clip", "pretrained": None}
+    inputs = make_inputs(tmp_path / "store", model=model)
+    write_release_folder(inputs, tmp_path / "release")
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert "```bash" not in card
+    assert "cannot load hf-hub:clip-assets-demo/shapes-clip" in card
+    assert (
+        'create_model_and_transforms("hf-hub:clip-assets-demo/shapes-clip", pretrained=None)'
+        in card
+    )
 
 
 def test_release_folder_gets_the_modes_the_umask_gives(tmp_path: Path, umask: int) -> None:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from gallery_pictures import N_IMAGES, RECALL, picture
-from live_server import served
+from stand_ins.clip_client import serve_on_loopback
 from starlette.applications import Starlette
 
 from clip_assets.embed.encoder import ClipEncoder
@@ -107,5 +107,5 @@ def app(searchers: dict[str, ClipSearcher]) -> Starlette:
 @pytest.fixture(scope="session")
 def live_url(app: Starlette) -> Iterator[str]:
     """The app served by uvicorn on a free 127.0.0.1 port; yields its base URL."""
-    with served(app) as url:
+    with serve_on_loopback(app) as url:
         yield url

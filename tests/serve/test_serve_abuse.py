@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from live_server import served
+from stand_ins.clip_client import serve_on_loopback
 from starlette.testclient import TestClient
 
 from clip_assets.download.download_settings import DownloadSettings
@@ -118,7 +118,7 @@ def test_a_truncated_upload_is_a_400(client: TestClient) -> None:
 def test_a_body_that_drips_in_is_cut_off(searchers: dict[str, ClipSearcher]) -> None:
     """A client that sends one byte per 50 ms never goes quiet; the body deadline ends it."""
     app = create_app({"gallery": searchers["gallery"]}, limits=Limits(body_timeout_s=0.5))
-    with served(app) as url:
+    with serve_on_loopback(app) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=0.05) as sock:
             head = "POST /knn-service HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n"

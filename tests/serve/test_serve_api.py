@@ -11,45 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from stand_ins.clip_client import clip_client_body, post_like_clip_client
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from clip_assets.offline.image_server import ImageServer
 from clip_assets.search import ClipSearcher
 from clip_assets.serve import Limits, create_app
-
-
-def clip_client_body(indice_name: str, deduplicate: bool = True, **query: Any) -> str:
-    """The body ``ClipClient(url, indice_name, deduplicate=...).query(...)`` posts: every
-    field, in its order, with its constructor defaults, serialised by ``json.dumps``
-    (clip_retrieval/clip_client.py)."""
-    fields = {"text": None, "image": None, "image_url": None, "embedding_input": None}
-    fields.update(query)
-    return json.dumps(
-        {
-            **fields,
-            "deduplicate": deduplicate,
-            "use_safety_model": True,
-            "use_violence_detector": True,
-            "indice_name": indice_name,
-            "use_mclip": False,
-            "aesthetic_score": 9,
-            "aesthetic_weight": 0.5,
-            "modality": "image",
-            "num_images": 40,
-            "num_result_ids": 40,
-            "verbose": False,
-        }
-    )
-
-
-def post_like_clip_client(url: str, body: str) -> requests.Response:
-    """``requests.post(url, data=body)``, as ClipClient calls it: no JSON content type."""
-    prepared = requests.Request("POST", url, data=body).prepare()
-    assert "Content-Type" not in prepared.headers
-    assert prepared.body == body
-    with requests.Session() as session:
-        return session.send(prepared, timeout=60)
 
 
 def test_clip_client_embedding_query(live_url: str, vectors: np.ndarray) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 from gallery_pictures import N_IMAGES, RECALL
-from live_server import served
+from stand_ins.clip_client import serve_on_loopback
 
 from clip_assets.offline.image_server import ImageServer, hang
 from clip_assets.search import ClipSearcher, QueryModel
@@ -38,7 +38,7 @@ def test_a_full_queue_answers_503_with_retry_after(
     once; when the host goes away both held queries finish and the service answers again."""
     limits = Limits(max_running=1, max_waiting=1, retry_after_s=7)
     app = create_app({"gallery": searchers["gallery"]}, limits=limits, allow_private_urls=True)
-    with served(app) as url, ThreadPoolExecutor(2) as pool:
+    with serve_on_loopback(app) as url, ThreadPoolExecutor(2) as pool:
         stalled = ImageServer({"/stall.jpg": hang()}).start()
         held = json.dumps({"image_url": stalled.url("/stall.jpg")})
 
@@ -96,7 +96,7 @@ def test_warm_up_loads_each_model_once_and_says_what_is_served(gallery: Path) ->
         for name in searchers
     ]
 
-    with served(create_app(searchers)) as url:
+    with serve_on_loopback(create_app(searchers)) as url:
         report = health(url)
     assert report["status"] == "ok"
     first = report["indices"][0]
