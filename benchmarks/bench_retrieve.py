@@ -49,7 +49,7 @@ from bench_index import write_shards
 
 from clip_assets.index import IndexSettings, build_index
 from clip_assets.index.mapping import build_id_mapping
-from clip_assets.offline.sample import caption
+from clip_assets.offline.sample import site_scenes
 from clip_assets.offline.weights import install_tiny_model
 from clip_assets.retrieve.query_set import QuerySet
 from clip_assets.retrieve.retrieval import retrieve_to_file
@@ -117,7 +117,7 @@ def write_query_sets(
     column = pa.FixedSizeListArray.from_arrays(pa.array(queries.ravel()), queries.shape[1])
     ids = [f"q{i}" for i in range(len(queries))]
     pq.write_table(pa.table({"id": ids, "embedding": column}), out / "embeddings.parquet")
-    prompts = [f"{caption(i)} number {i}" for i in range(args.prompts)]
+    prompts = [f"{scene.caption} number {i}" for i, scene in enumerate(site_scenes(args.prompts))]
     prompt_ids = [f"p{i}" for i in range(len(prompts))]
     pq.write_table(pa.table({"prompt_id": prompt_ids, "prompt": prompts}), out / "prompts.parquet")
     return queries, prompts

@@ -16,11 +16,11 @@ from clip_assets.graph.driver import run_dataset
 from clip_assets.graph.factory import dataset_definitions
 from clip_assets.offline.datacomp import write_datacomp_shard
 from clip_assets.offline.image_server import ImageServer
-from clip_assets.offline.sample import caption, sample_site
+from clip_assets.offline.sample import sample_site, site_scenes
 from clip_assets.registry import DatasetSpec
 from clip_assets.schemas import RETRIEVAL_SCHEMA, RETRIEVED_IMAGES_SCHEMA
 
-PROMPTS = [caption(n) for n in range(3)]
+PROMPTS = [scene.caption for scene in site_scenes(3)]
 
 
 @pytest.fixture(scope="module")
