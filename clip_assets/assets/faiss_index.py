@@ -108,7 +108,14 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
                     if storage.exists(paths.index_file(ds, name)):
                         storage.download_file(paths.index_file(ds, name), previous / name)
             out = work / "index"
-            infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
+            infos = build_index(
+                shards,
+                out,
+                settings,
+                text_queries=text_queries,
+                previous=previous,
+                progress=lambda report: context.log.info(str(report)),
+            )
             (out / paths.MODEL_NAME).write_text(json.dumps(model, indent=1, sort_keys=True))
             # The index's bytes are its data version: a rebuild that changes them marks what
             # was made from the old index (retrievals) stale; one that does not, does not.

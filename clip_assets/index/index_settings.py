@@ -17,9 +17,17 @@ class IndexSettings:
 
     Attributes:
         max_index_memory_usage: upper bound on the index size (autofaiss's knob); it decides
-            between HNSW, IVF-Flat and compressed ``OPQ..,IVF..,PQ..`` keys.
-        current_memory_available: memory the build may use (autofaiss's knob); bounds the
-            number of IVF training vectors.
+            between HNSW, IVF-Flat and compressed codes.
+        current_memory_available: memory the build may use (autofaiss's knob): a build whose
+            index, samples and batches would not fit in it is refused before it reads a vector.
+        refine: where the budget rules out float32 vectors (autofaiss would pick PQ codes),
+            build a two-stage index instead: IVF over fast-scan PQ codes re-ranked by SQ8 or
+            fp16 codes, the candidate that fits the budget and reaches ``recall_target``
+            fastest on a sample (see ``calibrate``). ``False`` builds autofaiss's key.
+        calibration_vectors: size of the random sample the two-stage candidates are measured
+            on (each is built over it with its IVF lists scaled to the sample).
+        max_training_vectors: most vectors any index is trained on (64 per IVF list up to
+            this; autofaiss asks 1.6M at DataComp small, hours of k-means on a few cores).
         index_key: a faiss ``index_factory`` key that overrides autofaiss's choice.
         metric_type: ``"ip"`` (cosine on our unit-norm embeddings) or ``"l2"``.
         nb_cores: faiss OpenMP threads for build and measurement; ``None`` keeps faiss's default.
@@ -43,6 +51,9 @@ class IndexSettings:
 
     max_index_memory_usage: str = "16G"
     current_memory_available: str = "32G"
+    refine: bool = True
+    calibration_vectors: int = 100_000
+    max_training_vectors: int = 500_000
     index_key: str | None = None
     metric_type: Literal["ip", "l2"] = "ip"
     nb_cores: int | None = None

@@ -1,0 +1,127 @@
+"""Choose the index key among candidates by measuring each one on a sample of the data.
+
+Each candidate is built over the calibration sample (a uniform random sample of the vectors,
+disjoint from the queries) with its IVF list count scaled by sample / total, so its lists hold
+as many vectors as the full index's will and a probe scans as much; all share one k-means.
+Each is tuned like the real build (:func:`tune_search_params` on the tuning image queries and
+the text queries, exact neighbours taken over the sample), and the one that reaches the recall
+target at the lowest single-query CPU time (p50) is built; if none does, the one with the best
+recall. Every candidate's curve is kept for ``index_infos.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from clip_assets.index.index_keys import METRICS, create_index
+from clip_assets.index.index_settings import IndexSettings
+from clip_assets.index.recall import ExactNeighbors
+from clip_assets.index.tune import QuerySet, cost, tune_search_params
+from clip_assets.index.two_stage import estimated_bytes, lists_of, with_lists
+
+# Single-query searches timed per point: CPU time's median settles within 100.
+CALIBRATION_LATENCY_QUERIES = 100
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The chosen key, why, and what was measured for every candidate."""
+
+    key: str
+    reason: str
+    candidates: list[dict[str, Any]]
+
+
+def _measure_candidate(
+    key: str,
+    nb_vectors: int,
+    sample: np.ndarray,
+    queries: dict[str, np.ndarray],
+    truth: np.ndarray,
+    settings: IndexSettings,
+    centroids: dict[int, np.ndarray],
+) -> dict[str, Any]:
+    lists = max(1, round(lists_of(key) * len(sample) / nb_vectors))
+    small_key = with_lists(key, lists)
+    started = time.perf_counter()
+    index = create_index(small_key, sample.shape[1], settings.metric_type)
+    quantizer = faiss.extract_index_ivf(index).quantizer
+    if lists in centroids:  # a filled quantizer is not retrained: one k-means for all
+        quantizer.add(centroids[lists])
+    index.train(sample)
+    centroids.setdefault(lists, quantizer.reconstruct_n(0, lists))
+    index.add(sample)
+    built_s = time.perf_counter() - started
+    sets, start = [], 0
+    for name, vectors in queries.items():
+        sets.append(QuerySet(name, vectors, truth[start : start + len(vectors)], None))
+        start += len(vectors)
+    k = truth.shape[1]
+    tuned = tune_search_params(
+        index,
+        sets,
+        target=settings.recall_target,
+        k=k,
+        latency_queries=min(settings.latency_queries, CALIBRATION_LATENCY_QUERIES),
+    )
+    chosen = next(point for point in tuned.curve if point["params"] == tuned.params)
+    return {
+        "index_key": key,
+        "calibration_key": small_key,
+        "estimated_bytes": estimated_bytes(key, nb_vectors, sample.shape[1]),
+        "target_met": tuned.target_met,
+        "search_params": tuned.params,
+        f"recall@{k}": chosen[f"recall@{k}"],
+        "p50_ms": chosen["p50_ms"],
+        "cpu_p50_ms": chosen["cpu_p50_ms"],
+        "best_recall": max(point[f"recall@{k}"] for point in tuned.curve),
+        "build_s": built_s,
+        "curve": tuned.curve,
+    }
+
+
+def calibrate(
+    keys: list[str],
+    nb_vectors: int,
+    sample: np.ndarray,
+    queries: dict[str, np.ndarray],
+    settings: IndexSettings,
+    on_measured: Callable[[dict[str, Any]], None] | None = None,
+) -> Calibration:
+    """Measure each of ``keys`` (full-size keys for ``nb_vectors``) on ``sample`` with the query
+    sets ``queries`` (name -> vectors, none of them in ``sample``) and pick one;
+    ``on_measured`` sees each candidate's figures as they come."""
+    queries = {name: vectors for name, vectors in queries.items() if len(vectors)}
+    k = min(settings.recall_k, len(sample))
+    exact = ExactNeighbors(np.concatenate(list(queries.values())), k, METRICS[settings.metric_type])
+    exact.add(0, sample)
+    truth = exact.result()
+    measured: list[dict[str, Any]] = []
+    centroids: dict[int, np.ndarray] = {}
+    for key in keys:
+        measured.append(
+            _measure_candidate(key, nb_vectors, sample, queries, truth, settings, centroids)
+        )
+        if on_measured is not None:
+            on_measured(measured[-1])
+    met = [c for c in measured if c["target_met"]]
+    if met:
+        best = min(met, key=lambda c: (cost(c), c["estimated_bytes"]))
+        reason = (
+            f"lowest single-query CPU p50 ({cost(best):.3f} ms) reaching recall@{k} "
+            f">= {settings.recall_target} among {len(measured)} candidates on {len(sample)} "
+            "sampled vectors"
+        )
+    else:
+        best = max(measured, key=lambda c: c["best_recall"])
+        reason = (
+            f"no candidate reached recall@{k} {settings.recall_target} on {len(sample)} sampled "
+            f"vectors; best recall {best['best_recall']:.3f}"
+        )
+    return Calibration(best["index_key"], reason, measured)
