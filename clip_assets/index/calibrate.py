@@ -2,11 +2,13 @@
 
 Each candidate is built over the calibration sample (a uniform random sample of the vectors,
 disjoint from the queries) with its IVF list count scaled by sample / total, so its lists hold
-as many vectors as the full index's will and a probe scans as much; all share one k-means.
-Each is tuned like the real build (:func:`tune_search_params` on the tuning image queries and
-the text queries, exact neighbours taken over the sample), and the one that reaches the recall
-target at the lowest single-query CPU time (p50) is built; if none does, the one with the best
-recall. Every candidate's curve is kept for ``index_infos.json``.
+as many vectors as the full index's will and a probe scans as much. Stages are shared: one
+k-means per list count, one trained first stage per first-stage key, one set of refine codes per
+code type, paired as each candidate needs (so four two-stage candidates cost two first stages and
+two refine stages). Each is tuned like the real build (:func:`tune_search_params` on the
+tuning image queries and the text queries, exact neighbours taken over the sample), and the one
+that reaches ``settings.tuning_target`` at the lowest single-query CPU time (p50) is built; if
+none does, the one with the best recall. Every candidate's curve is kept for ``index_infos.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from clip_assets.index.index_keys import METRICS, create_index
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.recall import ExactNeighbors
 from clip_assets.index.tune import QuerySet, cost, tune_search_params
-from clip_assets.index.two_stage import estimated_bytes, lists_of, with_lists
+from clip_assets.index.two_stage import estimated_bytes, lists_of, split_refine, with_lists
 
 # Single-query searches timed per point: CPU time's median settles within 100.
 CALIBRATION_LATENCY_QUERIES = 100
@@ -38,35 +40,62 @@ class Calibration:
     candidates: list[dict[str, Any]]
 
 
+class _Stages:
+    """Calibration indexes over the sample, each stage trained and filled once: one k-means per
+    list count, one first stage per first-stage key, one set of refine codes per code type;
+    a two-stage candidate pairs a first stage with refine codes (``faiss.IndexRefine``)."""
+
+    def __init__(self, sample: np.ndarray, metric_type: str) -> None:
+        self.sample, self.metric_type = sample, metric_type
+        self._centroids: dict[int, np.ndarray] = {}
+        self._built: dict[str, faiss.Index] = {}
+
+    def _first_stage(self, key: str) -> faiss.Index:
+        if key not in self._built:
+            index = create_index(key, self.sample.shape[1], self.metric_type)
+            lists = lists_of(key)
+            quantizer = faiss.extract_index_ivf(index).quantizer
+            if lists in self._centroids:  # a filled quantizer is not retrained
+                quantizer.add(self._centroids[lists])
+            index.train(self.sample)
+            self._centroids.setdefault(lists, quantizer.reconstruct_n(0, lists))
+            index.add(self.sample)
+            self._built[key] = index
+        return self._built[key]
+
+    def _codes(self, codes: str) -> faiss.Index:
+        if codes not in self._built:
+            index = create_index(codes, self.sample.shape[1], self.metric_type)
+            index.train(self.sample)
+            index.add(self.sample)
+            self._built[codes] = index
+        return self._built[codes]
+
+    def index(self, key: str) -> faiss.Index:
+        """The calibration index for ``key`` (IVF lists already scaled to the sample)."""
+        first_stage, codes = split_refine(key)
+        base = self._first_stage(first_stage)
+        return base if codes is None else faiss.IndexRefine(base, self._codes(codes))
+
+
 def _measure_candidate(
     key: str,
     nb_vectors: int,
-    sample: np.ndarray,
-    queries: dict[str, np.ndarray],
-    truth: np.ndarray,
+    stages: _Stages,
+    query_sets: list[QuerySet],
     settings: IndexSettings,
-    centroids: dict[int, np.ndarray],
 ) -> dict[str, Any]:
+    sample = stages.sample
     lists = max(1, round(lists_of(key) * len(sample) / nb_vectors))
     small_key = with_lists(key, lists)
     started = time.perf_counter()
-    index = create_index(small_key, sample.shape[1], settings.metric_type)
-    quantizer = faiss.extract_index_ivf(index).quantizer
-    if lists in centroids:  # a filled quantizer is not retrained: one k-means for all
-        quantizer.add(centroids[lists])
-    index.train(sample)
-    centroids.setdefault(lists, quantizer.reconstruct_n(0, lists))
-    index.add(sample)
+    index = stages.index(small_key)
     built_s = time.perf_counter() - started
-    sets, start = [], 0
-    for name, vectors in queries.items():
-        sets.append(QuerySet(name, vectors, truth[start : start + len(vectors)], None))
-        start += len(vectors)
-    k = truth.shape[1]
+    k = query_sets[0].exact.shape[1]
     tuned = tune_search_params(
         index,
-        sets,
-        target=settings.recall_target,
+        query_sets,
+        target=settings.tuning_target,
         k=k,
         latency_queries=min(settings.latency_queries, CALIBRATION_LATENCY_QUERIES),
     )
@@ -102,12 +131,14 @@ def calibrate(
     exact = ExactNeighbors(np.concatenate(list(queries.values())), k, METRICS[settings.metric_type])
     exact.add(0, sample)
     truth = exact.result()
+    query_sets, start = [], 0
+    for name, vectors in queries.items():
+        query_sets.append(QuerySet(name, vectors, truth[start : start + len(vectors)], None))
+        start += len(vectors)
+    stages = _Stages(sample, settings.metric_type)
     measured: list[dict[str, Any]] = []
-    centroids: dict[int, np.ndarray] = {}
     for key in keys:
-        measured.append(
-            _measure_candidate(key, nb_vectors, sample, queries, truth, settings, centroids)
-        )
+        measured.append(_measure_candidate(key, nb_vectors, stages, query_sets, settings))
         if on_measured is not None:
             on_measured(measured[-1])
     met = [c for c in measured if c["target_met"]]
@@ -115,13 +146,13 @@ def calibrate(
         best = min(met, key=lambda c: (cost(c), c["estimated_bytes"]))
         reason = (
             f"lowest single-query CPU p50 ({cost(best):.3f} ms) reaching recall@{k} "
-            f">= {settings.recall_target} among {len(measured)} candidates on {len(sample)} "
+            f">= {settings.tuning_target:.3f} among {len(measured)} candidates on {len(sample)} "
             "sampled vectors"
         )
     else:
         best = max(measured, key=lambda c: c["best_recall"])
         reason = (
-            f"no candidate reached recall@{k} {settings.recall_target} on {len(sample)} sampled "
-            f"vectors; best recall {best['best_recall']:.3f}"
+            f"no candidate reached recall@{k} {settings.tuning_target:.3f} on {len(sample)} "
+            f"sampled vectors; best recall {best['best_recall']:.3f}"
         )
     return Calibration(best["index_key"], reason, measured)

@@ -78,7 +78,7 @@ def tune_and_measure(
     tuned = tune_search_params(
         index,
         [sets["tune"], sets["text"]],
-        target=settings.recall_target,
+        target=settings.tuning_target,
         k=k,
         latency_queries=settings.latency_queries,
     )
@@ -97,7 +97,7 @@ def tune_and_measure(
         f"recall@{k}": recall["image"][f"recall@{k}"],
         "recall": {**recall, "definition": RECALL_DEFINITION},
         "tuning": {
-            "target": settings.recall_target,
+            "target": settings.tuning_target,
             "k": k,
             "target_met": tuned.target_met,
             "queries": {"image": len(sets["tune"].vectors), "text": len(sets["text"].vectors)},
