@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -35,6 +37,7 @@ from clip_assets.index.shards import gather_vectors, iter_vectors
 from clip_assets.paths import INDEX_NAME
 
 K = 10
+PROGRESS_NAME = "progress.json"
 
 
 def _status_mb() -> dict[str, float]:
@@ -81,6 +84,32 @@ def build_ours(config: dict, out: Path) -> dict:
     }
 
 
+class _Phases:
+    """Times the phases of a build and keeps ``<out>/progress.json`` current (atomically), so a
+    parent that stops the build at its wall-clock cap can say which phase it reached and when."""
+
+    def __init__(self, out: Path, **facts) -> None:
+        self.path = out / PROGRESS_NAME
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self.state: dict = {**facts, "phase": None, "finished": self.timings}
+
+    def note(self, **facts) -> None:
+        self.state.update(facts, elapsed_s=time.perf_counter() - self.started)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        tmp.replace(self.path)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        tick = time.perf_counter()
+        self.note(phase=name, phase_started_s=tick - self.started)
+        print(f"autofaiss contender: {name} started", file=sys.stderr, flush=True)
+        yield
+        self.timings[name] = time.perf_counter() - tick
+        self.note()
+
+
 def build_autofaiss(config: dict, out: Path) -> dict:
     from autofaiss.external.optimize import (
         get_optimal_hyperparameters,
@@ -90,23 +119,25 @@ def build_autofaiss(config: dict, out: Path) -> dict:
 
     shards, n, dim = _shards(config), config["n"], config["dim"]
     faiss.omp_set_num_threads(config["threads"])
-    timings = {}
     key = get_optimal_index_keys_v2(n, dim, config["max_index_memory_usage"])[0]
     own_train = int(get_optimal_train_size(n, key, config["current_memory_available"], dim))
     train_size = min(own_train, config["peer_train_vectors"] or own_train)
     index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
-    tick = time.perf_counter()
-    index.train(gather_vectors(shards, dim, np.arange(train_size), 65_536))
-    timings["train"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    for _, vectors in iter_vectors(shards, dim, 65_536):
-        index.add(vectors)
-    timings["add"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    param = get_optimal_hyperparameters(
-        index, key, max_speed_ms=10.0, min_nearest_neighbors_to_retrieve=20
-    )
-    timings["tune"] = time.perf_counter() - tick
+    phases = _Phases(out, key=key, training_vectors=train_size)
+    with phases.phase("sample"):
+        train = gather_vectors(shards, dim, np.arange(train_size), 65_536)
+    with phases.phase("train"):
+        index.train(train)
+    del train
+    with phases.phase("add"):
+        for first_id, vectors in iter_vectors(shards, dim, 65_536):
+            index.add(vectors)
+            phases.note(added=first_id + len(vectors))
+    with phases.phase("tune"):
+        param = get_optimal_hyperparameters(
+            index, key, max_speed_ms=10.0, min_nearest_neighbors_to_retrieve=20
+        )
+    timings = phases.timings
     faiss.write_index(index, str(out / INDEX_NAME))
     write_infos({"index_key": key, "index_param": param}, out)
     return {

@@ -26,14 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 from _clip_like import ClipLikeSpace, describe_neighbours, write_shards
+from _index_contender import PROGRESS_NAME
 
 from clip_assets.index.recall import ExactNeighbors
 from clip_assets.index.shards import iter_vectors
@@ -95,8 +98,13 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
-def run_child(verb: str, name: str, config_path: Path, log: Path) -> dict:
-    """Run one contender step; its own wall time, CPU seconds and peak RSS come back with it."""
+def run_child(
+    verb: str, name: str, config_path: Path, log: Path, cap_s: float | None = None
+) -> dict:
+    """Run one contender step; its own wall time, CPU seconds and peak RSS come back with it.
+
+    With ``cap_s``, a step still running after that many seconds is killed and comes back as
+    ``{"capped": True, ...}`` with the phase it had reached (the contender's progress.json)."""
     tick = time.perf_counter()
     with log.open("a") as stderr:
         child = subprocess.Popen(
@@ -105,16 +113,27 @@ def run_child(verb: str, name: str, config_path: Path, log: Path) -> dict:
             stderr=stderr,
             text=True,
         )
+        timer = threading.Timer(cap_s, child.kill) if cap_s else None
+        if timer is not None:
+            timer.start()
         out = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
+        if timer is not None:
+            timer.cancel()
+    wall_s = time.perf_counter() - tick
+    figures = {
+        f"{verb}_wall_s": wall_s,
+        f"{verb}_cpu_s": usage.ru_utime + usage.ru_stime,
+        f"{verb}_peak_rss_mb": usage.ru_maxrss / 1024,
+    }
     code = os.waitstatus_to_exitcode(status)
+    if cap_s and code == -signal.SIGKILL and wall_s >= cap_s:
+        progress_path = Path(json.loads(config_path.read_text())["work"]) / name / PROGRESS_NAME
+        progress = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+        return {"capped": True, "cap_s": cap_s, "progress": progress, **figures}
     if code:
         raise RuntimeError(f"{verb} {name} failed ({code}); see {log}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result[f"{verb}_wall_s"] = time.perf_counter() - tick
-    result[f"{verb}_cpu_s"] = usage.ru_utime + usage.ru_stime
-    result[f"{verb}_peak_rss_mb"] = usage.ru_maxrss / 1024
-    return result
+    return {**json.loads(out.strip().splitlines()[-1]), **figures}
 
 
 COLUMNS = (
@@ -134,6 +153,7 @@ COLUMNS = (
     ("build_peak_rss_mb", "build peak RSS MB", "{:,.0f}"),
     ("rss_anon_mb_searched", "search RSS anon MB", "{:,.0f}"),
     ("rss_file_mb_searched", "search RSS file MB", "{:,.0f}"),
+    ("note", "note", "{}"),
 )
 
 
@@ -168,6 +188,12 @@ def main() -> None:
         default=262_144,
         help="cap on autofaiss's training set (its own rule asks 1.6M at 4M: hours); 0 = none",
     )
+    parser.add_argument(
+        "--autofaiss-cap-s",
+        type=float,
+        default=None,
+        help="stop autofaiss's build after this many seconds and record the phase it reached",
+    )
     parser.add_argument("--contenders", default="ours,autofaiss,exact")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, required=True)
@@ -185,10 +211,22 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in filter(None, args.contenders.split(",")):
         print(f"{name}: building (log: {work / f'{name}.log'})", flush=True)
-        built = run_child("build", name, config_path, work / f"{name}.log")
-        print(f"{name}: built {built['index_key']} in {built['build_wall_s']:.0f} s", flush=True)
-        searched = run_child("search", name, config_path, work / f"{name}.log")
-        results[name] = {**built, **searched, "index_mb": built["index_bytes"] / 2**20}
+        cap = args.autofaiss_cap_s if name == "autofaiss" else None
+        built = run_child("build", name, config_path, work / f"{name}.log", cap)
+        if built.get("capped"):
+            progress = built["progress"]
+            print(f"{name}: stopped at its {cap:.0f} s cap in {progress}", flush=True)
+            finished = ", ".join(f"{k} {v:.0f} s" for k, v in progress.get("finished", {}).items())
+            note = (
+                f"stopped at the {cap:.0f} s cap in phase {progress.get('phase')} (started at "
+                f"{progress.get('phase_started_s', 0):.0f} s; finished: {finished or 'none'})"
+            )
+            results[name] = {**built, "index_key": progress.get("key"), "note": note}
+        else:
+            wall = built["build_wall_s"]
+            print(f"{name}: built {built['index_key']} in {wall:.0f} s", flush=True)
+            searched = run_child("search", name, config_path, work / f"{name}.log")
+            results[name] = {**built, **searched, "index_mb": built["index_bytes"] / 2**20}
         results_path.write_text(json.dumps({**results}, indent=1))
     print(
         f"\n{args.n:,} x {args.dim} float16 in {len(config['shards'])} shards; "
