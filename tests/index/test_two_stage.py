@@ -22,6 +22,7 @@ from clip_assets.index.params import (
 from clip_assets.index.recall import recall_scores
 from clip_assets.index.two_stage import estimated_bytes, fitting_keys
 from clip_assets.paths import INDEX_NAME
+from clip_assets.search.index_summary import is_mapped
 
 ROWS = 12_000
 BUDGET = "1200K"
@@ -109,6 +110,7 @@ def test_memory_mapped_reopen_returns_the_same_neighbours(build, request, data):
     queries = data[2][:100]
     in_memory = open_index(index_dir, mmap=False)
     mapped = open_index(index_dir, mmap=True)
+    assert is_mapped(index_dir / INDEX_NAME)  # what /health reports as memory_mapped
     assert current_search_params(mapped) == current_search_params(in_memory)
     np.testing.assert_array_equal(mapped.search(queries, 10)[1], in_memory.search(queries, 10)[1])
 
