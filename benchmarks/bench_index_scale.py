@@ -181,6 +181,12 @@ def main() -> None:
     parser.add_argument("--build-text-queries", type=int, default=256, help="as the asset's")
     parser.add_argument("--latency-queries", type=int, default=1_000)
     parser.add_argument("--exact-latency-queries", type=int, default=20)
+    parser.add_argument(
+        "--exact-batch-queries",
+        type=int,
+        default=0,
+        help="image and text queries each in exact search's batch (0 = all; brute force is slow)",
+    )
     parser.add_argument("--threads", type=int, default=faiss.omp_get_max_threads())
     parser.add_argument(
         "--peer-train-vectors",
@@ -202,10 +208,10 @@ def main() -> None:
     work = args.work / f"n{args.n}-seed{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     config_path = work / "config.json"
-    if config_path.exists():  # same n and seed: same shards, queries and truth
-        config = {**json.loads(config_path.read_text()), "threads": args.threads}
-    else:
-        config = prepare(args, work)
+    # Same n and seed: same shards, queries and truth.
+    reuse = config_path.exists()
+    config = json.loads(config_path.read_text()) if reuse else prepare(args, work)
+    config.update(threads=args.threads, exact_batch_queries=args.exact_batch_queries)
     config_path.write_text(json.dumps(config, indent=1))
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
