@@ -20,8 +20,9 @@ import re
 
 from autofaiss.utils.cast import cast_memory_to_bytes
 
-# First-stage PQ codes: dim / 8 or dim / 4 sub-quantizers of 4 bits (32 or 64 bytes at 512-d).
-FIRST_STAGE_DIVISORS = (8, 4)
+# First-stage PQ codes: dim / 8, dim / 4 or dim / 2 sub-quantizers of 4 bits (32, 64 or 128
+# bytes at 512-d): the denser the data, the more a first stage must tell near neighbours apart.
+FIRST_STAGE_DIVISORS = (8, 4, 2)
 REFINE_CODES = {"SQ8": 1, "SQfp16": 2}  # bytes per dimension
 ID_BYTES = 8  # IVF lists store an int64 id per vector
 FAST_SCAN_BLOCK = 32  # fast-scan lists are padded to blocks of 32 codes

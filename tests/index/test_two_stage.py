@@ -13,6 +13,7 @@ from conftest import DIM, FAST
 from index_samples import write_shards
 
 from clip_assets.index import IndexSettings, build_index, check_recall, open_index
+from clip_assets.index.calibrate import LATENCY_SLACK
 from clip_assets.index.params import (
     K_FACTOR_GRID,
     apply_search_params,
@@ -65,7 +66,11 @@ def test_the_budget_forces_compressed_codes_and_ours_is_chosen_by_measurement(tw
     assert infos["index_key"] in measured and len(measured) >= 2
     assert all(c["curve"] and c["estimated_bytes"] for c in measured.values())
     met = [c for c in measured.values() if c["target_met"]]
-    assert measured[infos["index_key"]]["cpu_p50_ms"] == min(c["cpu_p50_ms"] for c in met)
+    cheapest = min(c["cpu_p50_ms"] for c in met)
+    affordable = [c for c in met if c["cpu_p50_ms"] <= LATENCY_SLACK * cheapest]
+    chosen = measured[infos["index_key"]]
+    assert chosen in affordable
+    assert chosen["best_recall"] == max(c["best_recall"] for c in affordable)
     assert infos["size in bytes"] <= 1200 * 1024
     assert (index_dir / INDEX_NAME).stat().st_size == infos["size in bytes"]
 
