@@ -130,6 +130,22 @@ def test_model_loaded_once_per_run(built) -> None:
     assert built["loads"] == 2
 
 
+def test_index_build_progress_reaches_the_asset_log(built) -> None:
+    instance = built["instance"]
+    lines = [
+        entry.user_message
+        for run in instance.get_runs()
+        for entry in instance.all_logs(run.run_id)
+        if entry.step_key and entry.step_key.endswith("faiss_index")
+    ]
+    progress = [line for line in lines if line.startswith("index build ")]
+    phases = [line.split()[2] for line in progress if " finished" in line]
+    assert phases[:2] == ["describe", "sample"] and phases[-1] == "write"
+    assert "add" in phases and "tune" in phases
+    added = next(line for line in progress if line.startswith("index build add"))
+    assert "started: 20 to do" in added
+
+
 def test_id_mapping_covers_ids_once_and_matches_the_index(built) -> None:
     mapping = pq.read_table(built["root"] / "id_mapping").to_pylist()
     assert [row["i"] for row in mapping] == list(range(20))

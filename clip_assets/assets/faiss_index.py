@@ -127,7 +127,14 @@ def build_faiss_index_asset(graph: DatasetGraph) -> AssetsDefinition:
                     if storage.exists(paths.index_file(ds, name)):
                         storage.download_file(paths.index_file(ds, name), previous / name)
             out = work / "index"
-            infos = build_index(shards, out, settings, text_queries=text_queries, previous=previous)
+            infos = build_index(
+                shards,
+                out,
+                settings,
+                text_queries=text_queries,
+                previous=previous,
+                progress=lambda report: context.log.info(str(report)),
+            )
             # Which partitions this index leaves out travels with it (the card reads it).
             infos = {**infos, "partitions": coverage.to_json()}
             write_infos(infos, out)

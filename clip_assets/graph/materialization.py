@@ -95,6 +95,8 @@ def index_metadata(
         "latency_p99_ms": _maybe_round(latency.get("p99")),
         "index_bytes": infos.get("size in bytes"),
         "build_s": _maybe_round(infos.get("timings_s", {}).get("total"), 1),
+        "build_cpu_s": _maybe_round(sum(infos.get("cpu_s", {}).values()) or None, 1),
+        "build_peak_rss_mb": _maybe_round((infos.get("peak_rss_bytes") or 0) / 2**20 or None, 1),
         "search_params": infos.get("index_param") or "",
         "model": model_line(model),
         "path": MetadataValue.path(uri),

@@ -4,22 +4,28 @@ autofaiss 2.18's own ``index_factory`` wrapper breaks on faiss 1.15: for ``OPQ..
 (what its memory budget picks at DataComp scale) it calls ``faiss.OPQMatrix(d, M=.., d2=..)``,
 keywords the faiss 1.15 wrapper rejects; and it parses ``IVF.._HNSW..,PQ..`` without OPQ as a
 plain ``HNSW`` key. ``faiss.index_factory`` builds every one of these keys with the right metric
-on the whole chain (checked by :func:`create_index`), so only the *choice* is left to autofaiss.
+on the whole chain (checked by :func:`create_index`), so only the *choice* is left to autofaiss,
+and where that choice is compressed codes the build measures two-stage keys instead
+(:func:`refine_candidates`, ``two_stage``, ``calibrate``).
 """
 
 from __future__ import annotations
 
 import faiss
+from autofaiss.external.metadata import IndexMetadata
 from autofaiss.external.optimize import (
     get_optimal_index_keys_v2,
-    get_optimal_train_size,
     index_key_to_nb_cluster,
 )
 
 from clip_assets.index.index_settings import IndexSettings
+from clip_assets.index.two_stage import candidate_keys, estimated_bytes, fitting_keys
 
 # 100 points per centroid of a PQx8 codebook (256 centroids), faiss's comfortable range.
 PQ_TRAINING_VECTORS = 25_600
+# k-means points per coarse list: faiss warns below 39 and samples at most 256; 64 keeps the
+# 2,048-list k-means of a 4M two-stage build to 131,072 points.
+TRAINING_VECTORS_PER_LIST = 64
 
 METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -65,6 +71,10 @@ def create_index(
     wrong = [type(level).__name__ for level in levels if level.metric_type != metric]
     if wrong:
         raise ValueError(f"{key}: {wrong} do not use metric {metric_type}")
+    if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
+        # index_factory turns on polysemous training for 8-bit PQ (minutes of annealing, for a
+        # Hamming filter we never enable); autofaiss's own IVFPQ has it off.
+        faiss.downcast_index(ivf).do_polysemous_training = False
     if ef_construction:
         for level in levels:
             level = faiss.downcast_index(level)
@@ -73,18 +83,34 @@ def create_index(
     return index
 
 
-def training_size(nb_vectors: int, key: str, dim: int, settings: IndexSettings) -> int:
-    """Vectors to train ``key`` on, never more than exist: autofaiss's IVF rule (up to 100 per
-    centroid, bounded by ``current_memory_available``), raised to ``PQ_TRAINING_VECTORS`` when the
-    key has product-quantizer codebooks, which need far more points than a small IVF."""
+def refine_candidates(key: str, nb_vectors: int, dim: int, settings: IndexSettings) -> list[str]:
+    """The two-stage keys to measure instead of autofaiss's ``key``: those that fit the budget,
+    when ``settings.refine`` is on, no key is forced, and ``key`` is compressed (PQ codes)."""
+    if not settings.refine or settings.index_key or "PQ" not in key:
+        return []
+    return fitting_keys(nb_vectors, dim, settings.max_index_memory_usage)
+
+
+def index_bytes(key: str, nb_vectors: int, dim: int) -> int | None:
+    """Estimated size of the built index, ``None`` where neither we nor autofaiss model it."""
+    if key in candidate_keys(nb_vectors, dim):
+        return estimated_bytes(key, nb_vectors, dim)
+    size = IndexMetadata(key, nb_vectors, dim).estimated_index_size_in_bytes()
+    return int(size) if size > 0 else None
+
+
+def training_size(nb_vectors: int, key: str, settings: IndexSettings) -> int:
+    """Vectors to train ``key`` on: ``TRAINING_VECTORS_PER_LIST`` per IVF list, at least
+    ``PQ_TRAINING_VECTORS`` when the key has product-quantizer codebooks (which need far more
+    points than a small IVF), never more than exist nor ``settings.max_training_vectors``.
+
+    autofaiss's own rule (100 per list, bounded only by ``current_memory_available``) asks
+    1.6M vectors at DataComp small: hours of k-means on a few cores, and a sample that grows
+    with the data; faiss subsamples PQ and OPQ training to 65,536 points anyway.
+    """
     size = 0
     if "IVF" in key or "IMI" in key:
-        try:
-            size = int(
-                get_optimal_train_size(nb_vectors, key, settings.current_memory_available, dim)
-            )
-        except ZeroDivisionError:  # autofaiss has no memory model for this key (e.g. IVF_HNSW,Flat)
-            size = 100 * index_key_to_nb_cluster(key)
+        size = index_key_to_nb_cluster(key) * TRAINING_VECTORS_PER_LIST
     if "PQ" in key or "IVF" not in key:
         size = max(size, PQ_TRAINING_VECTORS)
-    return min(nb_vectors, size)
+    return min(nb_vectors, size, settings.max_training_vectors)

@@ -6,7 +6,10 @@ work: ``index_key``, ``index_param`` (the ``faiss.ParameterSpace`` string to app
 ``reconstruction error %``, ``nb vectors``, ``vectors dimension``, ``compression ratio``.
 Ours: ``format``, ``metric_type``, ``search_params``, ``recall@1``/``recall@k`` (held-out image
 queries), ``recall`` (per query set, with definitions), ``latency_ms``, ``tuning`` (target and
-curve), ``mode``/``mode_reason``, ``key_reason``, ``timings_s``, ``settings``, versions.
+curve), ``mode``/``mode_reason``, ``key_reason``, ``autofaiss_key`` (what autofaiss would have
+built, when a two-stage key replaced it) and ``candidates`` (every two-stage key measured, with
+its estimated size, pick and recall/latency curve), ``training_vectors``, ``timings_s`` and
+``cpu_s`` per phase, ``peak_rss_bytes``, ``settings``, versions.
 """
 
 from __future__ import annotations

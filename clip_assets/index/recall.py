@@ -26,6 +26,7 @@ class ExactNeighbors:
         self.metric = metric
         keep_max = metric == faiss.METRIC_INNER_PRODUCT
         self._heap = faiss.ResultHeap(len(queries), k, keep_max=keep_max)
+        self._final = False
 
     def add(self, first_id: int, vectors: np.ndarray) -> None:
         """Fold in vectors whose faiss ids are ``first_id .. first_id + len(vectors) - 1``."""
@@ -44,8 +45,15 @@ class ExactNeighbors:
 
     def result(self) -> np.ndarray:
         """``(queries, k)`` exact neighbour ids, best first."""
-        self._heap.finalize()
+        if not self._final:
+            self._heap.finalize()
+            self._final = True
         return self._heap.I
+
+    def scores(self) -> np.ndarray:
+        """``(queries, k)`` similarities (inner product) or distances of :meth:`result`."""
+        self.result()
+        return self._heap.D
 
 
 def drop_self(ids: np.ndarray, self_ids: np.ndarray | None, k: int) -> np.ndarray:
@@ -84,21 +92,36 @@ def search_recall(
 
 
 def latency_ms(index: faiss.Index, queries: np.ndarray, k: int, count: int) -> dict[str, float]:
-    """p50/p99/avg milliseconds of single-vector searches (a service answers one query at a time),
-    cycling through ``queries`` for ``count`` searches after one warm-up search."""
+    """Milliseconds of single-vector searches (a service answers one query at a time) on one
+    faiss thread, cycling through ``queries`` for ``count`` searches after one warm-up search.
+
+    ``p50``/``p99``/``avg`` are wall clock; ``cpu_p50``/``cpu_p99`` the same searches' thread CPU
+    time, which other work on a shared machine barely moves (it stretches the wall clock
+    instead). One thread because faiss parallelises a single query only for some index types,
+    and idle OpenMP threads spin on a busy machine.
+    """
     if not len(queries) or count <= 0:
         return {}
-    index.search(queries[:1], k)
-    timings = np.empty(count)
-    for i in range(count):
-        query = queries[i % len(queries) : i % len(queries) + 1]
-        start = time.perf_counter()
-        index.search(query, k)
-        timings[i] = time.perf_counter() - start
-    timings *= 1000.0
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.search(queries[:1], k)
+        wall, cpu = np.empty(count), np.empty(count)
+        for i in range(count):
+            query = queries[i % len(queries) : i % len(queries) + 1]
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            index.search(query, k)
+            wall[i] = time.perf_counter() - start
+            cpu[i] = time.thread_time() - start_cpu
+    finally:
+        faiss.omp_set_num_threads(threads)
+    wall *= 1000.0
+    cpu *= 1000.0
     return {
-        "p50": float(np.percentile(timings, 50)),
-        "p99": float(np.percentile(timings, 99)),
-        "avg": float(timings.mean()),
+        "p50": float(np.percentile(wall, 50)),
+        "p99": float(np.percentile(wall, 99)),
+        "avg": float(wall.mean()),
+        "cpu_p50": float(np.percentile(cpu, 50)),
+        "cpu_p99": float(np.percentile(cpu, 99)),
         "queries": count,
     }

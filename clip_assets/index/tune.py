@@ -13,7 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from clip_assets.index.params import apply_search_params, candidate_params
+from clip_assets.index.params import apply_search_params, search_grid
 from clip_assets.index.recall import latency_ms, search_recall
 
 # Points measured past the chosen one, so the curve shows what more effort would buy.
@@ -52,6 +52,47 @@ def _plateaued(recalls: list[float]) -> bool:
     return max(recalls[-PLATEAU_STEPS:]) - max(recalls[:-PLATEAU_STEPS]) < PLATEAU_GAIN
 
 
+class _Walk:
+    """Measures points of the grid and keeps them as the curve."""
+
+    def __init__(
+        self, index: faiss.Index, query_sets: list[QuerySet], k: int, latency_queries: int
+    ):
+        self.index, self.query_sets, self.k = index, query_sets, k
+        self.latency_queries = latency_queries
+        self.curve: list[dict[str, Any]] = []
+
+    def measure(self, params: dict[str, int]) -> dict[str, Any]:
+        apply_search_params(self.index, params)
+        k, sets = self.k, self.query_sets
+        recalls = {
+            qs.name: search_recall(self.index, qs.vectors, qs.exact, qs.self_ids, k) for qs in sets
+        }
+        speed = latency_ms(self.index, sets[0].vectors, k, self.latency_queries) if sets else {}
+        point = {
+            "params": params,
+            f"recall@{k}": min((r[f"recall@{k}"] for r in recalls.values()), default=1.0),
+            "by_query_set": recalls,
+            "p50_ms": speed.get("p50"),
+            "p99_ms": speed.get("p99"),
+            "cpu_p50_ms": speed.get("cpu_p50"),
+        }
+        self.curve.append(point)
+        return point
+
+
+def cost(point: dict[str, Any]) -> float:
+    """What settings are compared by: single-query CPU time (p50), which a busy shared machine
+    leaves nearly unchanged, where wall time varies with the share of the cores a run gets."""
+    return point["cpu_p50_ms"] or 0.0
+
+
+def _slower(point: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """Whether ``point`` already costs more than the best setting found: along a row effort
+    only grows, so nothing cheaper lies further on."""
+    return best is not None and cost(point) > cost(best)
+
+
 def tune_search_params(
     index: faiss.Index,
     query_sets: list[QuerySet],
@@ -60,42 +101,46 @@ def tune_search_params(
     k: int,
     latency_queries: int,
 ) -> TuneResult:
-    """Walk :func:`candidate_params` and return the cheapest setting whose recall@k reaches
-    ``target`` on every query set; leaves that setting applied on ``index``.
+    """Walk :func:`search_grid` and return the cheapest setting whose recall@k reaches ``target``
+    on every query set; leaves that setting applied on ``index``.
 
-    If no setting reaches the target, picks the cheapest one within ``PLATEAU_TOLERANCE`` of the
-    best recall measured (e.g. a PQ index whose codes cap recall) and reports ``target_met=False``.
+    Each row is walked from cheap to expensive and its first point that meets the target is the
+    row's pick; across rows (a two-stage index has one per ``k_factor_rf``, most re-ranking
+    first) the pick with the lowest single-query :func:`cost` wins. Re-ranking fewer results
+    cannot raise recall, so a row starts where the previous row met the target. A row stops a
+    little past its pick, on a recall plateau, or once it is slower than the best pick so far.
+    If no setting reaches the target, picks the cheapest point within ``PLATEAU_TOLERANCE`` of
+    the best recall measured (e.g. a PQ index whose codes cap recall) and reports
+    ``target_met=False``.
     """
-    query_sets = [qs for qs in query_sets if len(qs.vectors)]
-    curve: list[dict[str, Any]] = []
-    chosen: int | None = None
-    for params in candidate_params(index):
-        apply_search_params(index, params)
-        recalls = {
-            qs.name: search_recall(index, qs.vectors, qs.exact, qs.self_ids, k) for qs in query_sets
-        }
-        worst = min((r[f"recall@{k}"] for r in recalls.values()), default=1.0)
-        speed = latency_ms(index, query_sets[0].vectors, k, latency_queries) if query_sets else {}
-        curve.append(
-            {
-                "params": params,
-                f"recall@{k}": worst,
-                "by_query_set": recalls,
-                "p50_ms": speed.get("p50"),
-                "p99_ms": speed.get("p99"),
-            }
-        )
-        if chosen is None and worst >= target:
-            chosen = len(curve) - 1
-        if chosen is not None and len(curve) - 1 - chosen >= EXTRA_POINTS_AFTER_TARGET:
-            break
-        if chosen is None and _plateaued([point[f"recall@{k}"] for point in curve]):
-            break
-    target_met = chosen is not None
-    if chosen is None:
-        best = max(point[f"recall@{k}"] for point in curve)
-        chosen = next(
-            i for i, point in enumerate(curve) if point[f"recall@{k}"] >= best - PLATEAU_TOLERANCE
-        )
-    apply_search_params(index, curve[chosen]["params"])
-    return TuneResult(params=dict(curve[chosen]["params"]), target_met=target_met, curve=curve)
+    walk = _Walk(index, [qs for qs in query_sets if len(qs.vectors)], k, latency_queries)
+    name = f"recall@{k}"
+    best: dict[str, Any] | None = None
+    first = 0  # rows re-rank less and less: none meets the target earlier than the last did
+    for row in search_grid(index):
+        row_points: list[dict[str, Any]] = []
+        picked: int | None = None
+        for position, params in enumerate(row[first:], start=first):
+            point = walk.measure(params)
+            row_points.append(point)
+            if picked is None and point[name] >= target:
+                picked = len(row_points) - 1
+                first = position
+                if best is None or cost(point) < cost(best):
+                    best = point
+            if picked is not None and (
+                best is not row_points[picked]  # this row's pick lost: no curve past it
+                or len(row_points) - 1 - picked >= EXTRA_POINTS_AFTER_TARGET
+            ):
+                break
+            if picked is None and (
+                _slower(point, best) or _plateaued([p[name] for p in row_points])
+            ):
+                break
+    target_met = best is not None
+    if best is None:
+        top = max(point[name] for point in walk.curve)
+        near = [point for point in walk.curve if point[name] >= top - PLATEAU_TOLERANCE]
+        best = min(near, key=cost)
+    apply_search_params(index, best["params"])
+    return TuneResult(params=dict(best["params"]), target_met=target_met, curve=walk.curve)
