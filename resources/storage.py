@@ -336,12 +336,7 @@ class GCSStorage(StorageResource):
             return self._bucket().blob(self._name(path)).exists(retry=self._retry)
 
     def list(self, prefix: str) -> list[str]:
-        root = self._name(prefix).rstrip("/") + "/"
-        base = self.prefix.strip("/")
-        strip = len(base) + 1 if base else 0
-        with self._reported("listing", prefix):
-            blobs = self._bucket().list_blobs(prefix=root, retry=self._retry)
-            return sorted(blob.name[strip:] for blob in blobs)
+        return sorted(self.generations(prefix))
 
     def delete(self, path: str) -> None:
         with self._reported("deleting", path):
