@@ -76,7 +76,7 @@ TEST_RECIPE = ShapesRecipe()
 def trained_clip(request: pytest.FixtureRequest, tmp_path_factory) -> DemoModel:
     """The demo's small CLIP trained on drawn scenes: at most once per session, and once per
     recipe and code across sessions (pytest's cache folder, keyed by the recipe's digest)."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     folder = cache.mkdir("shapes-clip") if cache is not None else tmp_path_factory.mktemp("m")
     return ensure_demo_model(folder, TEST_RECIPE)
 
