@@ -24,7 +24,13 @@ from clip_assets.offline.demo_model import (
     install_demo_model,
 )
 from clip_assets.offline.scene_query import query_description
-from clip_assets.offline.scenes import Scene
+from clip_assets.offline.scenes import (
+    HELD_OUT_PHRASINGS,
+    TRAINING_PHRASINGS,
+    Scene,
+    all_scenes,
+    phrasing_queries,
+)
 from clip_assets.offline.shapes_clip import DidNotLearn, ShapesRecipe, train_shapes_clip
 
 #: A few steps of the real recipe: enough to test the machinery, not to learn anything.
@@ -118,3 +124,18 @@ def test_a_query_names_what_a_picture_must_show() -> None:
     assert red_circles.is_true_of(Scene(1, "red", "circle", "black"))
     assert not red_circles.is_true_of(Scene(1, "red", "square", "black"))
     assert query_description("a photo of a cat") is None
+
+
+def test_held_out_phrasings_are_never_training_texts() -> None:
+    """No training text names a held-out combination, yet every value of it has queries."""
+    trained = {d.text for scene in all_scenes() for d in scene.descriptions()}
+    examples = {
+        ("colour", "background"): "red shapes on a black background",
+        ("shape", "background"): "circles on a gray background",
+    }
+    assert set(HELD_OUT_PHRASINGS) == set(examples)
+    for named in HELD_OUT_PHRASINGS:
+        assert named not in TRAINING_PHRASINGS
+        texts = [q.text for q in phrasing_queries(named)]
+        assert len(texts) == len(set(texts)) > 1 and examples[named] in texts
+        assert not set(texts) & trained

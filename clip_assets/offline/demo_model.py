@@ -103,5 +103,7 @@ def describe_demo_model(model: DemoModel) -> str:
         f"laion2b_s34b_b79k.\n"
         f"  text-to-image precision@5: {report['seen_precision_at_5']:.2f} for the colour-shape "
         f"pairs it was trained on, {report['held_out_precision_at_5']:.2f} for those it never "
-        f"saw ({held_out}; chance is 0.06)"
+        f"saw drawn ({held_out}; chance is 0.06), "
+        f"{report['held_out_phrasing_precision_at_5']:.2f} for captions it never read "
+        f'({" and ".join(report["held_out_phrasings"])}, e.g. "red shapes on a black background")'
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, product
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -84,7 +84,7 @@ class Scene:
         every = self.attributes()
         return tuple(
             describe(**{name: every[name] for name in named}, prefix=prefix)
-            for named in _PHRASINGS
+            for named in TRAINING_PHRASINGS
             for prefix in ("", "a picture of ")
         )
 
@@ -133,8 +133,9 @@ def describe(
     return Description(text, count, colour, shape, background)
 
 
-#: The attribute sets people name, from everything to a single word.
-_PHRASINGS = (
+#: The attribute sets people name, from everything to a single word: the texts the demo model
+#: is trained on (``Scene.descriptions``).
+TRAINING_PHRASINGS = (
     ("count", "colour", "shape", "background"),
     ("count", "colour", "shape"),
     ("colour", "shape"),
@@ -144,6 +145,19 @@ _PHRASINGS = (
     ("colour",),
     ("shape",),
 )
+#: Attribute combinations no training text names ("red shapes on a black background", "circles
+#: on a gray background"), though every scene is drawn and each attribute is named in other
+#: texts: queries of these test whether the model composes a caption it never read.
+HELD_OUT_PHRASINGS = (("colour", "background"), ("shape", "background"))
+
+
+def phrasing_queries(named: tuple[str, ...]) -> list[Description]:
+    """A description for every combination of values of the attributes ``named``."""
+    values = {"count": COUNT_WORDS, "colour": COLOURS, "shape": SHAPES, "background": BACKGROUNDS}
+    return [
+        describe(**dict(zip(named, combination, strict=True)))
+        for combination in product(*(list(values[name]) for name in named))
+    ]
 
 
 def all_scenes() -> Iterator[Scene]:

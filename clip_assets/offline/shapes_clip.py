@@ -6,9 +6,11 @@ scenes drawn on the fly, every caption true of its picture, with some colour-sha
 of training; a batch's loss treats every text true of a picture as a positive of it, not only
 its own caption. ``evaluate`` measures text-to-image retrieval on a gallery of every scene,
 freshly drawn: the seen pairs' precision@5 says whether the model learned what it was shown
-(the demo's searches rely on it); the held-out pairs' says whether it composes colour and shape
-it never saw together (it does not: about chance, 1/18, with this recipe; reported, not
-required).
+(the demo's searches rely on it); the held-out phrasings' (attribute combinations no training
+text names, ``scenes.HELD_OUT_PHRASINGS``) whether it composes a caption it never read (the
+semantic end-to-end test relies on it); the held-out pairs' whether it composes colour and
+shape it never saw together in a picture (it does not: about chance, 1/18, with this recipe;
+reported, not required).
 Guarantees: the same recipe on the same machine gives the same weights (seeded, a fixed number
 of torch threads, deterministic algorithms; the caller's RNG state and thread count are
 restored); ``train_shapes_clip`` raises ``DidNotLearn`` when the seen pairs' precision falls
@@ -35,7 +37,16 @@ from open_clip.tokenizer import SimpleTokenizer
 from torch.nn import functional as F
 
 from clip_assets.offline import scenes as scene_module
-from clip_assets.offline.scenes import COLOURS, SHAPES, Description, Scene, all_scenes, describe
+from clip_assets.offline.scenes import (
+    COLOURS,
+    HELD_OUT_PHRASINGS,
+    SHAPES,
+    Description,
+    Scene,
+    all_scenes,
+    describe,
+    phrasing_queries,
+)
 
 #: Pairs never drawn in training: the figure of composition the report carries.
 HELD_OUT_PAIRS = (
@@ -161,7 +172,7 @@ def train_shapes_clip(recipe: ShapesRecipe, log: Callable[[str], None] = lambda 
 
 def evaluate(model: open_clip.CLIP, tokenizer: SimpleTokenizer, recipe: ShapesRecipe) -> dict:
     """Text-to-image precision@5 on a gallery of every scene twice (fixed seeds): per query,
-    the held-out and the seen colour-shape pairs' means."""
+    the held-out phrasings', the held-out and the seen colour-shape pairs' means."""
     gallery = [scene for scene in all_scenes() for _ in range(2)]
     rng = np.random.default_rng(10_000 + recipe.seed)
     with torch.no_grad():
@@ -178,14 +189,18 @@ def evaluate(model: open_clip.CLIP, tokenizer: SimpleTokenizer, recipe: ShapesRe
             for s in SHAPES
             if (c, s) not in set(recipe.held_out)
         ]
+        phrased = [q for named in HELD_OUT_PHRASINGS for q in phrasing_queries(named)]
         precision = {
-            q.text: _precision(model, tokenizer, vectors, gallery, q) for q in held_out + seen
+            q.text: _precision(model, tokenizer, vectors, gallery, q)
+            for q in held_out + seen + phrased
         }
     return {
+        "held_out_phrasing_precision_at_5": _mean([precision[q.text] for q in phrased]),
         "held_out_precision_at_5": _mean([precision[q.text] for q in held_out]),
         "seen_precision_at_5": _mean([precision[q.text] for q in seen]),
         "by_query": precision,
         "held_out_pairs": [list(pair) for pair in recipe.held_out],
+        "held_out_phrasings": [" + ".join(named) for named in HELD_OUT_PHRASINGS],
         "steps": recipe.steps,
     }
 
