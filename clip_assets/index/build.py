@@ -4,9 +4,10 @@ Writes, in ``out_dir``: ``faiss`` (raw ``faiss.write_index``), ``shards.json`` (
 and, last, ``index_infos.json``; each atomically (temp file + rename). Faiss ids are shard order
 then row order. Vectors are streamed from the parquet files in two passes (one to gather the
 training, calibration and query samples, one to add everything while the exact neighbours of the
-queries are accumulated), so memory holds the index, one sample bounded by
-``max_training_vectors`` and one batch, never a second copy of the vectors. Each phase is timed
-and reported to the ``progress`` callback.
+queries are accumulated), and two more when two-stage candidates are calibrated (finding and
+reading the anchors' neighbourhoods, :mod:`neighbourhoods`), so memory holds the index, samples
+bounded by ``max_training_vectors`` and the calibration sizes, and one batch, never a second
+copy of the vectors. Each phase is timed and reported to the ``progress`` callback.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from clip_assets.index.index_keys import (
 )
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.infos import FORMAT, write_infos
+from clip_assets.index.neighbourhoods import anchor_queries, neighbourhood_vectors
 from clip_assets.index.params import param_string
 from clip_assets.index.progress import PhaseClock, ProgressCallback
 from clip_assets.index.recall import ExactNeighbors, latency_ms
@@ -46,6 +48,7 @@ from clip_assets.index.shards import (
     iter_vectors,
     write_shard_list,
 )
+from clip_assets.index.two_stage import lists_of
 from clip_assets.paths import INDEX_NAME, SHARD_LIST_NAME
 
 __all__ = ["EmbeddingShard", "build_index"]
@@ -143,7 +146,14 @@ def build_index(
     calibration_size = min(settings.calibration_vectors, n) if candidates else 0
     queries = np.concatenate([tune_ids, eval_ids])
     sample_size = max(train_size, calibration_size) if needs_training else 0
-    _check_memory(candidates or [key], n, dim, sample_size, settings)
+    neighbours = 0
+    if candidates:
+        per_list = n / lists_of(candidates[0])
+        neighbours = max(
+            settings.recall_k, round(settings.calibration_neighbourhood_lists * per_list)
+        )
+    held = sample_size + min(n, settings.calibration_anchors * (neighbours + 1))
+    _check_memory(candidates or [key], n, dim, held, settings)
     sample_ids = _sample_ids(n, sample_size, queries, rng)
 
     # Pass 1: query, training and calibration vectors together (disjoint ids), in that order.
@@ -156,17 +166,33 @@ def build_index(
     sample = gathered[len(queries) :]
     calibration: Calibration | None = None
     if candidates:
-        calibration_sample = sample[:calibration_size]
+        anchors = anchor_queries(tune_q, texts, settings.calibration_anchors)
+        detail = f"{neighbours} nearest of {sum(map(len, anchors.values()))} anchors"
+        with clock.phase("neighbourhoods", total=n, detail=detail) as finding:
+            near = neighbourhood_vectors(
+                shards,
+                dim,
+                np.concatenate(list(anchors.values())),
+                neighbours,
+                np.concatenate([queries, sample_ids[:calibration_size]]),
+                METRICS[settings.metric_type],
+                settings.batch_rows,
+                on_batch=finding.advance,
+            )
+        calibration_sample = np.concatenate([sample[:calibration_size], near])
+        del near
         detail = f"{len(candidates)} candidates on {len(calibration_sample)} vectors"
         with clock.phase("calibrate", total=len(candidates), detail=detail) as calibrating:
             calibration = calibrate(
                 candidates,
                 n,
                 calibration_sample,
-                {"image": tune_q, "text": texts},
+                anchors,
                 settings,
+                train_rows=calibration_size,
                 on_measured=lambda _: calibrating.advance(1),
             )
+        del calibration_sample
         key = calibration.key
         key_reason = f"{calibration.reason}; autofaiss's pick for this budget: {autofaiss_key}"
         index = create_index(key, dim, settings.metric_type, settings.hnsw_ef_construction)

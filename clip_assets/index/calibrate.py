@@ -1,12 +1,15 @@
 """Choose the index key among candidates by measuring each one on a sample of the data.
 
-Each candidate is built over the calibration sample (a uniform random sample of the vectors,
-disjoint from the queries) with its IVF list count scaled by sample / total, so its lists hold
-as many vectors as the full index's will and a probe scans as much. Stages are shared: one
+Each candidate is built over the calibration sample (a uniform random sample of the vectors and
+the exact neighbourhoods of the anchor queries, :mod:`neighbourhoods`; disjoint from the
+queries) with its IVF list count scaled by sample / total, so its lists hold as many vectors as
+the full index's will, a probe scans as much, and around each anchor the vectors are as crowded
+as in the full index. Stages are shared: one
 k-means per list count, one trained first stage per first-stage key, one set of refine codes per
 code type, paired as each candidate needs (so four two-stage candidates cost two first stages and
 two refine stages). Each is tuned like the real build (:func:`tune_search_params` on the
-tuning image queries and the text queries, exact neighbours taken over the sample), and the one
+anchors, image and text, exact neighbours taken over the sample: their exact neighbours over
+the data, since their neighbourhoods are in it), and the one
 that reaches ``settings.tuning_target`` with the highest recall ceiling, among those within
 ``LATENCY_SLACK`` of the lowest single-query CPU time (p50), is built; if none reaches it, the
 one with the best recall. Every candidate's curve is kept for ``index_infos.json``.
@@ -30,11 +33,10 @@ from clip_assets.index.two_stage import estimated_bytes, lists_of, split_refine,
 
 # Single-query searches timed per point: CPU time's median settles within 100.
 CALIBRATION_LATENCY_QUERIES = 100
-# The sample is sparser than the data (50k of 4M: a query's neighbours lie further apart), so
-# recall on it overstates recall at full size. At 4M the cheapest candidate on the sample
-# (PQ64x4fs + SQ8 refine, 0.972 there) gave 0.87 image / 0.72 text once built in full. So among
-# the candidates within this factor of the cheapest one's latency, the one whose recall curve
-# reaches highest (its headroom) is built.
+# The sample reproduces the data's density only around the anchors (their probes also reach
+# sparse lists the full index has crowded), so recall on it still flatters an index somewhat.
+# Among the candidates within this factor of the cheapest one's latency, the one whose recall
+# curve reaches highest (its headroom) is built.
 LATENCY_SLACK = 2.0
 
 
@@ -48,12 +50,15 @@ class Calibration:
 
 
 class _Stages:
-    """Calibration indexes over the sample, each stage trained and filled once: one k-means per
-    list count, one first stage per first-stage key, one set of refine codes per code type;
-    a two-stage candidate pairs a first stage with refine codes (``faiss.IndexRefine``)."""
+    """Calibration indexes over the sample, each stage trained (on the sample's first
+    ``train_rows``, its uniform part: the neighbourhoods would skew centroids and codebooks
+    towards the anchors, and training on them costs minutes) and filled once: one k-means per
+    list count, one first stage per first-stage key, one set of refine codes per code type; a
+    two-stage candidate pairs a first stage with refine codes (``faiss.IndexRefine``)."""
 
-    def __init__(self, sample: np.ndarray, metric_type: str) -> None:
+    def __init__(self, sample: np.ndarray, train_rows: int, metric_type: str) -> None:
         self.sample, self.metric_type = sample, metric_type
+        self.train = sample[: max(1, train_rows)]
         self._centroids: dict[int, np.ndarray] = {}
         self._built: dict[str, faiss.Index] = {}
 
@@ -64,7 +69,7 @@ class _Stages:
             quantizer = faiss.extract_index_ivf(index).quantizer
             if lists in self._centroids:  # a filled quantizer is not retrained
                 quantizer.add(self._centroids[lists])
-            index.train(self.sample)
+            index.train(self.train)
             self._centroids.setdefault(lists, quantizer.reconstruct_n(0, lists))
             index.add(self.sample)
             self._built[key] = index
@@ -73,7 +78,7 @@ class _Stages:
     def _codes(self, codes: str) -> faiss.Index:
         if codes not in self._built:
             index = create_index(codes, self.sample.shape[1], self.metric_type)
-            index.train(self.sample)
+            index.train(self.train)
             index.add(self.sample)
             self._built[codes] = index
         return self._built[codes]
@@ -128,11 +133,13 @@ def calibrate(
     sample: np.ndarray,
     queries: dict[str, np.ndarray],
     settings: IndexSettings,
+    train_rows: int | None = None,
     on_measured: Callable[[dict[str, Any]], None] | None = None,
 ) -> Calibration:
     """Measure each of ``keys`` (full-size keys for ``nb_vectors``) on ``sample`` with the query
-    sets ``queries`` (name -> vectors, none of them in ``sample``) and pick one;
-    ``on_measured`` sees each candidate's figures as they come."""
+    sets ``queries`` (name -> vectors, none of them in ``sample``) and pick one. Stages train on
+    the first ``train_rows`` of ``sample`` (all of it by default); ``on_measured`` sees each
+    candidate's figures as they come."""
     queries = {name: vectors for name, vectors in queries.items() if len(vectors)}
     k = min(settings.recall_k, len(sample))
     exact = ExactNeighbors(np.concatenate(list(queries.values())), k, METRICS[settings.metric_type])
@@ -142,7 +149,9 @@ def calibrate(
     for name, vectors in queries.items():
         query_sets.append(QuerySet(name, vectors, truth[start : start + len(vectors)], None))
         start += len(vectors)
-    stages = _Stages(sample, settings.metric_type)
+    stages = _Stages(
+        sample, len(sample) if train_rows is None else train_rows, settings.metric_type
+    )
     measured: list[dict[str, Any]] = []
     for key in keys:
         measured.append(_measure_candidate(key, nb_vectors, stages, query_sets, settings))

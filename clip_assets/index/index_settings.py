@@ -24,8 +24,15 @@ class IndexSettings:
             build a two-stage index instead: IVF over fast-scan PQ codes re-ranked by SQ8 or
             fp16 codes, the candidate that fits the budget and reaches ``recall_target``
             fastest on a sample (see ``calibrate``). ``False`` builds autofaiss's key.
-        calibration_vectors: size of the random sample the two-stage candidates are measured
-            on (each is built over it with its IVF lists scaled to the sample).
+        calibration_vectors: size of the uniform random sample the two-stage candidates are
+            measured on (each is built over it and the anchors' neighbourhoods, with its IVF
+            lists scaled to that sample).
+        calibration_anchors: queries (half image, half text) whose neighbourhoods join the
+            calibration sample and whose recall the candidates are compared by.
+        calibration_neighbourhood_lists: each anchor's exact nearest vectors over the whole
+            data join the calibration sample, as many as this many of the full index's IVF
+            lists hold (about 4,000 at 4M): around the anchors, the sample is as crowded as the
+            data (see ``neighbourhoods``).
         max_training_vectors: most vectors any index is trained on (64 per IVF list up to
             this; autofaiss asks 1.6M at DataComp small, hours of k-means on a few cores).
         index_key: a faiss ``index_factory`` key that overrides autofaiss's choice.
@@ -58,6 +65,8 @@ class IndexSettings:
     current_memory_available: str = "32G"
     refine: bool = True
     calibration_vectors: int = 50_000
+    calibration_anchors: int = 96
+    calibration_neighbourhood_lists: float = 2.0
     max_training_vectors: int = 500_000
     index_key: str | None = None
     metric_type: Literal["ip", "l2"] = "ip"

@@ -123,7 +123,16 @@ def test_memory_mapped_reopen_returns_the_same_neighbours(build, request, data):
 def test_progress_reports_every_phase_and_the_vectors_added(two_stage):
     _, infos, events = two_stage
     finished = [e.phase for e in events if e.state == "finished"]
-    assert finished == ["describe", "sample", "calibrate", "train", "add", "tune", "write"]
+    assert finished == [
+        "describe",
+        "sample",
+        "neighbourhoods",
+        "calibrate",
+        "train",
+        "add",
+        "tune",
+        "write",
+    ]
     added = next(e for e in events if e.phase == "add" and e.state == "finished")
     assert added.done == added.total == ROWS - 2 * FAST.query_count
     assert set(infos["cpu_s"]) == set(finished)
