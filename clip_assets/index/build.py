@@ -226,7 +226,9 @@ def build_index(
         with clock.phase("tune"):
             own = (None, None) if held_out else (tune_ids, eval_ids)
             samples = {"tune": (tune_q, own[0]), "eval": (eval_q, own[1]), "text": (texts, None)}
-            search_params, measured = tune_and_measure(index, exact.result(), samples, settings, k)
+            search_params, measured = tune_and_measure(
+                index, exact.result(), exact.scores(), samples, settings, k
+            )
             measured["recall"]["queries_in_index"] = not held_out
     if held_out:
         order = np.argsort(np.concatenate([tune_ids, eval_ids]))

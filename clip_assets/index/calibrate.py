@@ -144,10 +144,11 @@ def calibrate(
     k = min(settings.recall_k, len(sample))
     exact = ExactNeighbors(np.concatenate(list(queries.values())), k, METRICS[settings.metric_type])
     exact.add(0, sample)
-    truth = exact.result()
+    truth, scores = exact.result(), exact.scores()
     query_sets, start = [], 0
     for name, vectors in queries.items():
-        query_sets.append(QuerySet(name, vectors, truth[start : start + len(vectors)], None))
+        rows = slice(start, start + len(vectors))
+        query_sets.append(QuerySet(name, vectors, truth[rows], None, scores[rows]))
         start += len(vectors)
     stages = _Stages(
         sample, len(sample) if train_rows is None else train_rows, settings.metric_type

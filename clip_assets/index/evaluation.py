@@ -22,7 +22,9 @@ RECALL_DEFINITION = (
     "recall@1: share of queries whose first result is the exact first neighbour; recall@k: "
     "|approx top-k ∩ exact top-k| / k; exact = flat search over the indexed vectors. Image "
     "queries are the last ids, added only after measuring (queries_in_index false) or, when "
-    "there are too few new vectors, indexed vectors whose own id is excluded from both lists"
+    "there are too few new vectors, indexed vectors whose own id is excluded from both lists. "
+    "Ties count: where the index reports exact similarities, a result as similar as the exact "
+    "k-th neighbour is a hit (the same picture at many URLs)"
 )
 
 
@@ -61,6 +63,7 @@ def reconstruction_error_pct(index: faiss.Index, vectors: np.ndarray) -> float |
 def tune_and_measure(
     index: faiss.Index,
     truth: np.ndarray,
+    truth_scores: np.ndarray,
     samples: dict[str, tuple[np.ndarray, np.ndarray | None]],
     settings: IndexSettings,
     k: int,
@@ -68,12 +71,14 @@ def tune_and_measure(
     """Tune on the tuning queries (and text), then measure recall on the held-out ones.
 
     ``samples`` maps ``tune``/``eval``/``text`` to (vectors, own ids or None); ``truth`` holds
-    their exact neighbours in that order. Returns the chosen params and the recall/tuning infos.
+    their exact neighbours in that order, ``truth_scores`` those neighbours' similarities.
+    Returns the chosen params and the recall/tuning infos.
     """
     sets, start = {}, 0
     for role, (vectors, own) in samples.items():
         name = "text" if role == "text" else "image"
-        sets[role] = QuerySet(name, vectors, truth[start : start + len(vectors)], own)
+        rows = slice(start, start + len(vectors))
+        sets[role] = QuerySet(name, vectors, truth[rows], own, truth_scores[rows])
         start += len(vectors)
     tuned = tune_search_params(
         index,
@@ -86,7 +91,7 @@ def tune_and_measure(
         qs.name: {
             "queries": len(qs.vectors),
             "held_out": role == "eval",
-            **search_recall(index, qs.vectors, qs.exact, qs.self_ids, k),
+            **search_recall(index, qs.vectors, qs.exact, qs.self_ids, k, qs.exact_scores),
         }
         for role, qs in sets.items()
         if role != "tune" and len(qs.vectors)

@@ -29,12 +29,14 @@ PLATEAU_GAIN = 0.001
 @dataclass(frozen=True)
 class QuerySet:
     """Queries with their exact neighbours; ``self_ids[i]`` is query i's own faiss id (or -1), or
-    ``None`` when no query is an indexed vector (text queries)."""
+    ``None`` when no query is an indexed vector (text queries); ``exact_scores`` are the exact
+    neighbours' similarities (ties then count, see ``recall``)."""
 
     name: str
     vectors: np.ndarray
     exact: np.ndarray
     self_ids: np.ndarray | None
+    exact_scores: np.ndarray | None = None
 
 
 @dataclass
@@ -66,7 +68,10 @@ class _Walk:
         apply_search_params(self.index, params)
         k, sets = self.k, self.query_sets
         recalls = {
-            qs.name: search_recall(self.index, qs.vectors, qs.exact, qs.self_ids, k) for qs in sets
+            qs.name: search_recall(
+                self.index, qs.vectors, qs.exact, qs.self_ids, k, qs.exact_scores
+            )
+            for qs in sets
         }
         speed = latency_ms(self.index, sets[0].vectors, k, self.latency_queries) if sets else {}
         point = {
