@@ -67,6 +67,13 @@ def _arguments() -> argparse.Namespace:
         "--files", type=int, default=None, help="source files (default: rows/70k, at least 3)"
     )
     parser.add_argument("--hosts", type=int, default=32, help="loopback hosts serving the URLs")
+    parser.add_argument(
+        "--pictures",
+        type=int,
+        default=8_000,
+        help="distinct pictures the web serves (400 made 400 copies of each at 160k ok rows: "
+        "an HNSW graph that links only copies, which no crawl gives)",
+    )
     parser.add_argument("--latency", type=float, default=0.08, help="median seconds per request")
     parser.add_argument("--model", default="tiny", help="tiny (stand-in) or an open_clip name")
     parser.add_argument(
@@ -146,13 +153,13 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work)
     (work / "dagster_home").mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
-    pool = pool_items(crawl_pool())
+    pool = pool_items(crawl_pool(args.pictures))
     log = work / "dagster-dev.log"
     web = subprocess.Popen(
         [
             sys.executable,
             str(Path(__file__).parent / "_loopback_web.py"),
-            str(crawl_pool()),
+            str(crawl_pool(args.pictures)),
             str(args.hosts),
             str(args.latency),
         ],
@@ -266,6 +273,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         "executor": args.executor or "default (multiprocess)",
         "latency_s": args.latency,
         "hosts": args.hosts,
+        "pictures": args.pictures,
         "source_kinds": kinds,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_end": os.getloadavg(),
