@@ -2,6 +2,7 @@
 
 import time
 
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -16,8 +17,8 @@ from dagster import (
 from pydantic import Field
 
 from clip_assets import paths
-from clip_assets.download.summary import stored_summary, summarize
-from clip_assets.embed.embed_table import embed_images
+from clip_assets.download.summary import Counts, stored_summary
+from clip_assets.embed.embed_table import embed_image_file
 from clip_assets.embed.identity import made_from, with_identity
 from clip_assets.graph.dataset_graph import DatasetGraph
 from clip_assets.graph.materialization import model_line
@@ -103,7 +104,6 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
             images_digest = counts.get("content_sha256")
             if (existing := kept(key, images_digest)) is not None:
                 return existing
-            images = storage.read_table(source)
             started = time.monotonic()
             progress = StepProgress(context.log.info, key, None, "images embedded")
 
@@ -111,9 +111,16 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                 rate = done / max(time.monotonic() - started, 1e-9)
                 progress.update(done, f"of {total}, {rate:.0f} images/s")
 
-            table = embed_images(
-                images, encoder, dtype=clip_model.output_dtype, on_progress=on_progress
-            )
+            legacy = Counts() if images_digest is None else None
+            with storage.local_file(source) as local:
+                images_in = pq.ParquetFile(local).metadata.num_rows
+                table = embed_image_file(
+                    local,
+                    encoder,
+                    dtype=clip_model.output_dtype,
+                    on_progress=on_progress,
+                    counts=legacy,
+                )
             elapsed = time.monotonic() - started
             progress.close(f"{table.num_rows / max(elapsed, 1e-9):.1f} images/s")
             passed, check = check_embeddings(table, dim=encoder.dim)
@@ -124,13 +131,13 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
                     metadata={"check": MetadataValue.json(check)},
                 )
             checked[key] = check
-            if images_digest is None:  # an images file from before files recorded their counts
-                images_digest = summarize(images)["content_sha256"]
+            if legacy is not None:  # an images file from before files recorded their counts
+                images_digest = legacy.content.hexdigest()
             stamped = with_identity(table, encoder.identity, images_digest)
             storage.write_table(paths.embeddings(ds, key), stamped)
             return {
                 "dagster/row_count": table.num_rows,
-                "images_in": images.num_rows,
+                "images_in": images_in,
                 "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else 0.0,
                 "dim": encoder.dim,
                 "model": model_line(encoder.identity),

@@ -1,12 +1,16 @@
-"""embed_images: only ok rows with an image are embedded, in order, in the stored schema."""
+"""embed_images: only ok rows with an image are embedded, in order, in the stored schema; a file
+streamed a batch at a time gives the same."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from clip_assets.download.summary import Counts
 from clip_assets.embed import embed_images
+from clip_assets.embed.embed_table import embed_image_file
 from clip_assets.schemas import IMAGES_SCHEMA, embeddings_schema
 
 
@@ -71,3 +75,24 @@ def test_ok_row_that_does_not_decode_is_reported_by_uid(jpegs, tiny_encoder):
 def test_unknown_dtype_is_rejected(mixed, tiny_encoder):
     with pytest.raises(ValueError, match="dtype"):
         embed_images(mixed, tiny_encoder, dtype="int8")
+
+
+def test_a_file_is_embedded_a_batch_at_a_time_with_the_same_result(mixed, tiny_encoder, tmp_path):
+    path = tmp_path / "images.parquet"
+    pq.write_table(mixed, path, row_group_size=2)
+    seen: list[tuple[int, int]] = []
+    counts = Counts()
+    streamed = embed_image_file(
+        path, tiny_encoder, batch_rows=3, counts=counts, on_progress=lambda *p: seen.append(p)
+    )
+    whole = embed_images(mixed, tiny_encoder)
+    assert streamed["uid"].to_pylist() == whole["uid"].to_pylist() == ["u0", "u2", "u7"]
+    np.testing.assert_allclose(
+        np.array(streamed["embedding"].to_pylist()),
+        np.array(whole["embedding"].to_pylist()),
+        atol=1e-6,  # other batch shapes: float sums in another order
+    )
+    # Progress counts across batches up to every ok row; the counts saw every row.
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert seen[-1][0] == 3 and {total for _, total in seen} == {4}  # 4 rows say ok
+    assert counts.attempted == mixed.num_rows
