@@ -2,7 +2,7 @@
 
 Reads: a table with ``IMAGES_SCHEMA`` (one partition of ``<root>/<ds>/images``), or such a
 parquet file a batch of rows at a time (:func:`embed_image_file`: a 50,000-row partition read
-whole took 5.5 GB of memory, three copies of its image bytes; streamed, a batch's worth).
+whole took 5.5 GB of memory before any decoding, three copies of its image bytes).
 Writes: nothing; returns a table with ``embeddings_schema(encoder.dim, float32|float16)``.
 Guarantees: exactly the rows with ``status == "ok"`` and a non-null image are embedded, in row
 order; every embedding is L2-normalised (float16 rounds each component, so norms are 1 to
@@ -71,9 +71,9 @@ def embed_image_file(
     counts: Counts | None = None,
     batch_rows: int = FILE_BATCH_ROWS,
 ) -> pa.Table:
-    """:func:`embed_images` over an images parquet file, ``batch_rows`` rows at a time, so
-    memory holds one batch of image bytes and the embeddings, never the partition's bytes;
-    ``counts`` (when given) takes in every batch, for a file that lacks its stored summary."""
+    """:func:`embed_images` over an images parquet file, ``batch_rows`` rows at a time, so the
+    partition's image bytes are never read, filtered and copied all at once; ``counts`` (when
+    given) takes in every batch, for a file that lacks its stored summary."""
     parquet = pq.ParquetFile(path)
     status = pq.read_table(path, columns=["status"])["status"]
     total = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
