@@ -2,7 +2,6 @@
 
 import time
 
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -100,7 +99,8 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
 
         def materialize_one(key: str) -> dict:
             source = paths.images(ds, key)
-            counts = stored_summary(storage.read_parquet_metadata(source).metadata) or {}
+            stored = storage.read_parquet_metadata(source)
+            counts = stored_summary(stored.metadata) or {}
             images_digest = counts.get("content_sha256")
             if (existing := kept(key, images_digest)) is not None:
                 return existing
@@ -113,7 +113,6 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
 
             legacy = Counts() if images_digest is None else None
             with storage.local_file(source) as local:
-                images_in = pq.ParquetFile(local).metadata.num_rows
                 table = embed_image_file(
                     local,
                     encoder,
@@ -137,7 +136,7 @@ def build_embeddings_asset(graph: DatasetGraph) -> AssetsDefinition:
             storage.write_table(paths.embeddings(ds, key), stamped)
             return {
                 "dagster/row_count": table.num_rows,
-                "images_in": images_in,
+                "images_in": stored.num_rows,
                 "images_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else 0.0,
                 "dim": encoder.dim,
                 "model": model_line(encoder.identity),
