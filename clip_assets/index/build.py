@@ -25,6 +25,12 @@ import numpy as np
 from autofaiss.utils.cast import cast_memory_to_bytes
 
 from clip_assets.index.calibrate import Calibration, calibrate
+from clip_assets.index.coarse import (
+    CoarseLists,
+    create_split_index,
+    splits_lists,
+    train_coarse_lists,
+)
 from clip_assets.index.evaluation import query_ids, reconstruction_error_pct, tune_and_measure
 from clip_assets.index.growth import plan_growth
 from clip_assets.index.index_keys import (
@@ -197,9 +203,13 @@ def build_index(
         key_reason = f"{calibration.reason}; autofaiss's pick for this budget: {autofaiss_key}"
         index = create_index(key, dim, settings.metric_type, settings.hnsw_ef_construction)
     assert index is not None
+    coarse: CoarseLists | None = None
     if not index.is_trained:
         train = sample[:train_size]
         with clock.phase("train", detail=f"{key} on {len(train)} vectors"):
+            if settings.split_lists_over and splits_lists(key):
+                coarse = train_coarse_lists(index, train, settings.split_lists_over)
+                key, index = create_split_index(key, dim, settings.metric_type, coarse)
             index.train(train)
     del sample, gathered  # the training sample can be most of the memory budget
 
@@ -260,8 +270,10 @@ def build_index(
         "mode_reason": plan.reason,
         "key_reason": key_reason,
         "autofaiss_key": autofaiss_key,
+        "calibrated_key": calibration.key if calibration else None,
         "candidates": calibration.candidates if calibration else [],
         "training_vectors": train_size if needs_training else 0,
+        "coarse_lists": coarse.summary() if coarse else None,
         "shard_list": SHARD_LIST_NAME,
         "shards": len(entries),
         "timings_s": {**clock.timings_s, "total": time.perf_counter() - started},

@@ -4,12 +4,12 @@ Each candidate is built over the calibration sample (a uniform random sample of 
 the exact neighbourhoods of the anchor queries, :mod:`neighbourhoods`; disjoint from the
 queries) with its IVF list count scaled by sample / total, so its lists hold as many vectors as
 the full index's will, a probe scans as much, and around each anchor the vectors are as crowded
-as in the full index. Stages are shared: one
-k-means per list count, one trained first stage per first-stage key, one set of refine codes per
-code type, paired as each candidate needs (so four two-stage candidates cost two first stages and
-two refine stages). Each is tuned like the real build (:func:`tune_search_params` on the
-anchors, image and text, exact neighbours taken over the sample: their exact neighbours over
-the data, since their neighbourhoods are in it), and the one
+as in the full index. Stages are shared: one k-means per list count (its crowded lists split as
+the build splits them, :mod:`coarse`), one trained first stage per first-stage key, one set of
+refine codes per code type, paired as each candidate needs (so four two-stage candidates cost
+two first stages and two refine stages). Each is tuned like the real build
+(:func:`tune_search_params` on the anchors, image and text, exact neighbours taken over the
+sample: their exact neighbours over the data, since their neighbourhoods are in it), and the one
 that reaches ``settings.tuning_target`` with the highest recall ceiling, among those within
 ``LATENCY_SLACK`` of the lowest single-query CPU time (p50), is built; if none reaches it, the
 one with the best recall. Every candidate's curve is kept for ``index_infos.json``.
@@ -25,6 +25,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from clip_assets.index.coarse import CoarseLists, create_split_index, train_coarse_lists
 from clip_assets.index.index_keys import METRICS, create_index
 from clip_assets.index.index_settings import IndexSettings
 from clip_assets.index.recall import ExactNeighbors
@@ -56,28 +57,34 @@ class _Stages:
     list count, one first stage per first-stage key, one set of refine codes per code type; a
     two-stage candidate pairs a first stage with refine codes (``faiss.IndexRefine``)."""
 
-    def __init__(self, sample: np.ndarray, train_rows: int, metric_type: str) -> None:
-        self.sample, self.metric_type = sample, metric_type
+    def __init__(self, sample: np.ndarray, train_rows: int, settings: IndexSettings) -> None:
+        self.sample, self.settings = sample, settings
         self.train = sample[: max(1, train_rows)]
-        self._centroids: dict[int, np.ndarray] = {}
+        self._coarse: dict[int, CoarseLists] = {}
         self._built: dict[str, faiss.Index] = {}
+
+    def _coarse_lists(self, key: str) -> CoarseLists:
+        lists = lists_of(key)
+        if lists not in self._coarse:
+            index = create_index(key, self.sample.shape[1], self.settings.metric_type)
+            split_over = self.settings.split_lists_over
+            self._coarse[lists] = train_coarse_lists(index, self.train, split_over)
+        return self._coarse[lists]
 
     def _first_stage(self, key: str) -> faiss.Index:
         if key not in self._built:
-            index = create_index(key, self.sample.shape[1], self.metric_type)
-            lists = lists_of(key)
-            quantizer = faiss.extract_index_ivf(index).quantizer
-            if lists in self._centroids:  # a filled quantizer is not retrained
-                quantizer.add(self._centroids[lists])
-            index.train(self.train)
-            self._centroids.setdefault(lists, quantizer.reconstruct_n(0, lists))
+            coarse = self._coarse_lists(key)
+            _, index = create_split_index(
+                key, self.sample.shape[1], self.settings.metric_type, coarse
+            )
+            index.train(self.train)  # the codes; the quantizer holds the (split) lists
             index.add(self.sample)
             self._built[key] = index
         return self._built[key]
 
     def _codes(self, codes: str) -> faiss.Index:
         if codes not in self._built:
-            index = create_index(codes, self.sample.shape[1], self.metric_type)
+            index = create_index(codes, self.sample.shape[1], self.settings.metric_type)
             index.train(self.train)
             index.add(self.sample)
             self._built[codes] = index
@@ -150,9 +157,7 @@ def calibrate(
         rows = slice(start, start + len(vectors))
         query_sets.append(QuerySet(name, vectors, truth[rows], None, scores[rows]))
         start += len(vectors)
-    stages = _Stages(
-        sample, len(sample) if train_rows is None else train_rows, settings.metric_type
-    )
+    stages = _Stages(sample, len(sample) if train_rows is None else train_rows, settings)
     measured: list[dict[str, Any]] = []
     for key in keys:
         measured.append(_measure_candidate(key, nb_vectors, stages, query_sets, settings))

@@ -33,6 +33,10 @@ class IndexSettings:
             data join the calibration sample, as many as this many of the full index's IVF
             lists hold (about 4,000 at 4M): around the anchors, the sample is as crowded as the
             data (see ``neighbourhoods``).
+        split_lists_over: an IVF list whose share of the training sample is over this many
+            times the mean is split by a k-means over its members (``coarse``), so a probe
+            into a crowd of the data scans about a mean list; 0 keeps faiss's lists. Applies to
+            keys whose first layer is an IVF over a flat quantizer.
         max_training_vectors: most vectors any index is trained on (64 per IVF list up to
             this; autofaiss asks 1.6M at DataComp small, hours of k-means on a few cores).
         index_key: a faiss ``index_factory`` key that overrides autofaiss's choice.
@@ -67,6 +71,7 @@ class IndexSettings:
     calibration_vectors: int = 50_000
     calibration_anchors: int = 96
     calibration_neighbourhood_lists: float = 2.0
+    split_lists_over: float = 4.0
     max_training_vectors: int = 500_000
     index_key: str | None = None
     metric_type: Literal["ip", "l2"] = "ip"

@@ -22,6 +22,21 @@ def clustered(n: int, dim: int, *, seed: int = 0, clusters: int = 20) -> np.ndar
     return vectors.astype(np.float32)
 
 
+def crowded(n: int, dim: int, *, share: float = 0.1, spread: float = 0.1, seed: int = 0):
+    """Isotropic unit vectors with a crowd: ``share`` of them packed tightly round one direction
+    (as duplicated and near-duplicated pictures pack real crawls), which k-means leaves in one
+    oversized list."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim))
+    centre = rng.normal(size=dim)
+    crowd = int(n * share)
+    vectors[:crowd] = centre / np.linalg.norm(centre) * np.sqrt(dim)
+    vectors[:crowd] += spread * rng.normal(size=(crowd, dim))
+    rng.shuffle(vectors)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
 def embeddings_table(vectors: np.ndarray, prefix: str, dtype: str = "float32") -> pa.Table:
     """An embeddings-schema table; uid/url name the shard and row so tests can tell rows apart."""
     rows = range(len(vectors))
@@ -37,12 +52,19 @@ def embeddings_table(vectors: np.ndarray, prefix: str, dtype: str = "float32") -
 
 
 def write_shards(
-    folder: Path, sizes: dict[str, int], dim: int, *, seed: int = 0
+    folder: Path,
+    sizes: dict[str, int],
+    dim: int,
+    *,
+    seed: int = 0,
+    vectors: np.ndarray | None = None,
 ) -> tuple[list[EmbeddingShard], np.ndarray]:
-    """One parquet file per ``name: rows`` (in the dict's order); returns the shards and all
-    vectors in that order (row i = faiss id i)."""
+    """One parquet file per ``name: rows`` (in the dict's order) of ``vectors`` (by default
+    :func:`clustered` ones); returns the shards and all vectors in that order (row i = faiss
+    id i)."""
     folder.mkdir(parents=True, exist_ok=True)
-    vectors = clustered(sum(sizes.values()), dim, seed=seed)
+    if vectors is None:
+        vectors = clustered(sum(sizes.values()), dim, seed=seed)
     shards, start = [], 0
     for name, rows in sizes.items():
         path = folder / f"{name}.parquet"

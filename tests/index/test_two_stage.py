@@ -21,7 +21,7 @@ from clip_assets.index.params import (
     search_grid,
 )
 from clip_assets.index.recall import recall_scores
-from clip_assets.index.two_stage import estimated_bytes, fitting_keys
+from clip_assets.index.two_stage import estimated_bytes, fitting_keys, with_lists
 from clip_assets.paths import INDEX_NAME
 from clip_assets.search.index_summary import is_mapped
 
@@ -63,12 +63,15 @@ def test_the_budget_forces_compressed_codes_and_ours_is_chosen_by_measurement(tw
     assert "PQ" in infos["autofaiss_key"]  # autofaiss's branch: codes only
     assert "Refine(" in infos["index_key"] or infos["index_key"].endswith(",SQ8")
     measured = {c["index_key"]: c for c in infos["candidates"]}
-    assert infos["index_key"] in measured and len(measured) >= 2
+    assert infos["calibrated_key"] in measured and len(measured) >= 2
+    # The chosen candidate is built with its crowded coarse lists split (``coarse``).
+    lists = infos["coarse_lists"]["lists"]
+    assert infos["index_key"] == with_lists(infos["calibrated_key"], lists)
     assert all(c["curve"] and c["estimated_bytes"] for c in measured.values())
     met = [c for c in measured.values() if c["target_met"]]
     cheapest = min(c["cpu_p50_ms"] for c in met)
     affordable = [c for c in met if c["cpu_p50_ms"] <= LATENCY_SLACK * cheapest]
-    chosen = measured[infos["index_key"]]
+    chosen = measured[infos["calibrated_key"]]
     assert chosen in affordable
     assert chosen["best_recall"] == max(c["best_recall"] for c in affordable)
     assert infos["size in bytes"] <= 1200 * 1024
