@@ -144,6 +144,8 @@ COLUMNS = (
     ("text_recall@10", "txt R@10", "{:.3f}"),
     ("p50_ms", "p50 ms", "{:.3f}"),
     ("p99_ms", "p99 ms", "{:.3f}"),
+    ("warm_p50_ms", "warm p50 ms", "{:.3f}"),
+    ("warm_p99_ms", "warm p99 ms", "{:.3f}"),
     ("cpu_p50_ms", "p50 CPU ms", "{:.3f}"),
     ("cpu_p99_ms", "p99 CPU ms", "{:.3f}"),
     ("batch_qps", "batch QPS", "{:,.0f}"),
