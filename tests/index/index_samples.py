@@ -22,7 +22,9 @@ def clustered(n: int, dim: int, *, seed: int = 0, clusters: int = 20) -> np.ndar
     return vectors.astype(np.float32)
 
 
-def crowded(n: int, dim: int, *, share: float = 0.1, spread: float = 0.1, seed: int = 0):
+def crowded(
+    n: int, dim: int, *, share: float = 0.1, spread: float = 0.1, seed: int = 0
+) -> np.ndarray:
     """Isotropic unit vectors with a crowd: ``share`` of them packed tightly round one direction
     (as duplicated and near-duplicated pictures pack real crawls), which k-means leaves in one
     oversized list."""
