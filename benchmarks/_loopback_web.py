@@ -15,8 +15,9 @@ Kinds (see ``KINDS`` for the default shares): ``ok``; permanent failures ``404``
 ``refused`` (nothing listens: the URL points at port 9); opt-outs ``noai`` (``X-Robots-Tag:
 noai``); ``changed`` (the bytes differ from the sha256 the crawl recorded).
 
-Run as ``python _loopback_web.py POOL_DIR HOSTS LATENCY_S`` it serves until SIGTERM and prints
-``{"port": N, "hosts": [...]}`` on its first stdout line.
+Run as ``python _loopback_web.py POOL_DIR HOSTS LATENCY_S [PORT]`` it serves until SIGTERM and
+prints ``{"port": N, "hosts": [...]}`` on its first stdout line; PORT (default: any free one)
+lets a resumed rehearsal serve the URLs its source already names.
 """
 
 from __future__ import annotations
@@ -130,10 +131,10 @@ async def _send(
     return True
 
 
-async def _serve(pool: Path, hosts: int, latency_s: float) -> None:
+async def _serve(pool: Path, hosts: int, latency_s: float, port: int) -> None:
     web = LoopbackWeb(pool, latency_s)
     addresses = [f"127.0.0.{2 + i}" for i in range(hosts)]
-    first = await asyncio.start_server(web.handle, addresses[0], 0, backlog=4096)
+    first = await asyncio.start_server(web.handle, addresses[0], port, backlog=4096)
     port = first.sockets[0].getsockname()[1]
     servers = [first]
     for address in addresses[1:]:
@@ -147,6 +148,7 @@ async def _serve(pool: Path, hosts: int, latency_s: float) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit(f"usage: {sys.argv[0]} POOL_DIR HOSTS LATENCY_S")
-    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
+    if len(sys.argv) not in (4, 5):
+        sys.exit(f"usage: {sys.argv[0]} POOL_DIR HOSTS LATENCY_S [PORT]")
+    port = int(sys.argv[4]) if len(sys.argv) == 5 else 0
+    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), port))
