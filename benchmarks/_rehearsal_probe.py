@@ -4,8 +4,9 @@ A :class:`ProcessProbe` polls every process of ``dagster dev``'s session (and th
 whose work is the stand-in's, not ours) once a second. Each process gets a kind from its
 command line (webserver, daemon, code server, download worker; run and step workers are
 ``multiprocessing`` children, told apart afterwards by the run worker pids the runs' events
-name), a peak RSS, and its cumulative CPU seconds at every tick, so the report can sum the CPU
-a run's process tree spent inside any window (one step's start to its end).
+name), a peak RSS, and its cumulative CPU seconds and RSS at every tick, so the report can sum
+the CPU a run's process tree spent inside any window (one step's start to its end) and find the
+most memory that tree held at once in it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class ProcessProbe:
     extra: dict[str, int] = field(default_factory=dict)
     interval_s: float = 1.0
     procs: dict[int, _Proc] = field(default_factory=dict)
-    #: pid -> [(time, cumulative CPU seconds)], one entry per tick
-    series: dict[int, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    #: pid -> [(time, cumulative CPU seconds, RSS bytes)], one entry per tick
+    series: dict[int, list[tuple[float, float, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     #: kind -> the largest sum of RSS over processes of that kind seen at once
     peak_total_rss: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -109,7 +112,7 @@ class ProcessProbe:
             proc.cpu_s = cpu
             proc.peak_rss = max(proc.peak_rss, rss)
             totals[proc.kind] += rss
-            self.series[pid].append((now, cpu))
+            self.series[pid].append((now, cpu, rss))
         for kind, rss in totals.items():
             self.peak_total_rss[kind] = max(self.peak_total_rss[kind], rss)
 
@@ -136,11 +139,21 @@ class ProcessProbe:
         total = 0.0
         for pid in self.tree(root):
             points = self.series.get(pid, [])
-            before = [cpu for at, cpu in points if at <= start]
-            upto = [cpu for at, cpu in points if at <= end + self.interval_s]
+            before = [cpu for at, cpu, _rss in points if at <= start]
+            upto = [cpu for at, cpu, _rss in points if at <= end + self.interval_s]
             if upto:
                 total += upto[-1] - (before[-1] if before else 0.0)
         return total
+
+    def peak_rss_between(self, root: int, start: float, end: float) -> int:
+        """The most RSS ``root``'s process tree held at once between two times (bytes): its
+        processes' RSS summed per tick (one tick samples them all at one time)."""
+        per_tick: dict[float, int] = defaultdict(int)
+        for pid in self.tree(root):
+            for at, _cpu, rss in self.series.get(pid, []):
+                if start <= at <= end + self.interval_s:
+                    per_tick[at] += rss
+        return max(per_tick.values(), default=0)
 
     def name_run_workers(self, pids: set[int]) -> None:
         """Run workers are ``multiprocessing`` children like step workers: the runs' events

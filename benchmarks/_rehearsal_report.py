@@ -7,7 +7,8 @@ Definitions (the README and docs/scaling.md quote them):
 - stage seconds: ``stage_s`` of each partition's materialization (time inside the stage
   function for that partition); for a whole-dataset stage, its step's wall time;
 - step CPU: CPU seconds of the run's process tree (worker, step process, download workers)
-  between the step's start and end events;
+  between the step's start and end events; peak run memory: the most RSS that tree held at
+  once in that window, the largest over the stage's steps;
 - queue wait: run enqueued -> starting (the run queue, tag limits); start-up: starting ->
   the worker's RUN_START (process spawn, code load); bookkeeping: the run's wall time
   (RUN_START -> end) minus the stage seconds of everything it ran (step processes' start-up,
@@ -100,7 +101,8 @@ def _stage_of(step_key: str) -> str:
 
 
 def stage_figures(runs: list[RunFacts], probe: ProcessProbe | None) -> dict[str, dict[str, float]]:
-    """Per stage: rows, stage seconds, step wall and CPU seconds, rows/s, CPU-s per 1,000 rows."""
+    """Per stage: rows, stage seconds, step wall and CPU seconds, rows/s, CPU-s per 1,000 rows,
+    peak run memory (MB)."""
     out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for run in runs:
         for step_key, (start, end) in run.steps.items():
@@ -109,6 +111,8 @@ def stage_figures(runs: list[RunFacts], probe: ProcessProbe | None) -> dict[str,
             row["step_wall_s"] += end - start
             if probe is not None and run.pid is not None:
                 row["cpu_s"] += probe.cpu_between(run.pid, start, end)
+                peak_mb = probe.peak_rss_between(run.pid, start, end) / 2**20
+                row["peak_run_mb"] = max(row["peak_run_mb"], peak_mb)
             if stage in WHOLE or stage == "checks":
                 row["stage_s"] += end - start
         for stage, partitions in run.partitions.items():

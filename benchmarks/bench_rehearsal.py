@@ -406,9 +406,10 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     ]
     stages = stage_figures(runs, probe)
     segment["stage_cpu_s"] = {stage: row["cpu_s"] for stage, row in stages.items()}
+    segment["stage_peak_run_mb"] = {stage: row["peak_run_mb"] for stage, row in stages.items()}
     segment["processes"] = probe.by_kind()
     state.save()
-    stages = _with_earlier_cpu(stages, state)
+    stages = _with_earlier_segments(stages, state)
     by_kind = _merged_processes(state)
     ours = sum(row["cpu_s"] for kind, row in by_kind.items() if kind != "loopback web")
     root = work / "data" / DATASET
@@ -471,17 +472,21 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _with_earlier_cpu(
+def _with_earlier_segments(
     stages: dict[str, dict[str, float]], state: RehearsalState
 ) -> dict[str, dict[str, float]]:
-    """This segment's stage figures (rows and stage seconds from the whole event log, CPU from
-    this segment's probe) with the CPU the earlier segments measured added."""
+    """This segment's stage figures (rows and stage seconds from the whole event log, CPU and
+    memory from this segment's probe) with what the earlier segments' probes measured: CPU
+    added, peak memory the largest."""
     for segment in state.data["segments"][:-1]:
         for stage, cpu_s in segment.get("stage_cpu_s", {}).items():
             row = stages.setdefault(stage, {"cpu_s": 0.0})
             row["cpu_s"] = round(row.get("cpu_s", 0.0) + cpu_s, 3)
             rows = row.get("rows_in", 0.0)
             row["cpu_s_per_1000_rows"] = round(1000 * row["cpu_s"] / rows, 3) if rows else 0.0
+        for stage, peak_mb in segment.get("stage_peak_run_mb", {}).items():
+            row = stages.setdefault(stage, {"cpu_s": 0.0})
+            row["peak_run_mb"] = max(row.get("peak_run_mb", 0.0), peak_mb)
     return stages
 
 
@@ -522,12 +527,23 @@ def summary(report: dict[str, Any]) -> str:
                 round(figures.get("rows_per_s", 0), 1),
                 round(figures.get("cpu_s", 0), 1),
                 round(figures.get("cpu_s_per_1000_rows", 0), 2),
+                round(figures.get("peak_run_mb", 0)),
                 report["storage_bytes_per_row"].get(
                     {"faiss_index": "index", "hf_release": "release"}.get(stage, stage), ""
                 ),
             ]
         )
-    header = ["stage", "rows", "stage s", "step s", "rows/s", "CPU s", "CPU s/1k rows", "bytes/row"]
+    header = [
+        "stage",
+        "rows",
+        "stage s",
+        "step s",
+        "rows/s",
+        "CPU s",
+        "CPU s/1k rows",
+        "peak run MB",
+        "bytes/row",
+    ]
     lines = [table(rows, header), ""]
     memory = [
         [kind, int(r["processes"]), r["peak_rss_mb"], r["peak_sum_mb"], r["cpu_s"]]
