@@ -37,7 +37,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.network_stats import NetworkStats
@@ -53,6 +52,7 @@ from clip_assets.download.writer import (
     atomic_parquet,
     transient_failures,
 )
+from clip_assets.streamed_parquet import open_streamed
 
 ROW_GROUP_ROWS = 1024
 #: The reorder window in row groups. Finished rows held: up to 5 row groups (~230 MB of
@@ -111,7 +111,7 @@ def download_shard_to_file(
         stats = _first_pass(
             metadata, settings, recorded, first, previous, on_progress, row_group_rows, False
         )
-        with pq.ParquetFile(first) as source:
+        with open_streamed(first) as source:
             indices = _timed_out(source.read(columns=["url", "reason"]))
             if indices:
                 later = replace(settings, retries=settings.retries - 1)
@@ -172,7 +172,7 @@ def retry_failed_to_file(
     ``attempts`` adds to its old count; ``path`` is replaced atomically. With nothing to retry
     and ``path == previous`` nothing is written.
     """
-    with pq.ParquetFile(previous) as source:
+    with open_streamed(previous) as source:
         indices = transient_failures(source.read(columns=["uid", "status", "reason"]), metadata)
         if not indices and Path(path).resolve() == Path(previous).resolve():
             return NetworkStats()

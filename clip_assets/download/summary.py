@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from clip_assets.download.network_stats import NetworkStats
+from clip_assets.streamed_parquet import open_streamed
 
 TOP_DOMAINS = 10
 #: Footer key of the counts an images file holds (see ``writer.atomic_parquet``).
@@ -51,7 +51,7 @@ def summarize_file(
 ) -> dict:
     """``summarize`` of the images parquet file at ``path``, one row group at a time."""
     counts = Counts()
-    with pq.ParquetFile(path) as source:
+    with open_streamed(path) as source:
         columns = ["uid", "url", "status", "reason", "bytes", "image"]
         for batch in source.iter_batches(columns=columns):
             counts.add(pa.Table.from_batches([batch]))

@@ -23,6 +23,7 @@ from clip_assets.download.summary import Counts
 from clip_assets.embed.decode import ImageDecodeError
 from clip_assets.embed.encoder import ClipEncoder
 from clip_assets.schemas import embeddings_schema
+from clip_assets.streamed_parquet import open_streamed
 
 DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
 
@@ -74,7 +75,7 @@ def embed_image_file(
     """:func:`embed_images` over an images parquet file, ``batch_rows`` rows at a time, so the
     partition's image bytes are never read, filtered and copied all at once; ``counts`` (when
     given) takes in every batch, for a file that lacks its stored summary."""
-    parquet = pq.ParquetFile(path)
+    parquet = open_streamed(path)
     status = pq.read_table(path, columns=["status"])["status"]
     total = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
     done, parts = 0, []

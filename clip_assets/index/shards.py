@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clip_assets.paths import SHARD_LIST_NAME
+from clip_assets.streamed_parquet import open_streamed
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def iter_vectors(
     """
     first_id = 0
     for shard in shards:
-        parquet = pq.ParquetFile(shard.path)
+        parquet = open_streamed(shard.path)
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=["embedding"]):
             vectors = embeddings_to_numpy(batch.column(0), dim)
             yield first_id, vectors

@@ -13,12 +13,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from clip_assets.index.infos import read_infos
 from clip_assets.index.load import open_index
 from clip_assets.index.shards import embedding_dim, embeddings_to_numpy, read_shard_list
 from clip_assets.paths import INDEX_NAME
+from clip_assets.streamed_parquet import open_streamed
 
 __all__ = [
     "CheckResult",
@@ -46,7 +46,7 @@ def _tables(source: pa.Table | Path | Iterable[pa.Table | Path], batch_rows: int
         if isinstance(item, pa.Table):
             yield item
         else:
-            yield from pq.ParquetFile(item).iter_batches(batch_size=batch_rows)
+            yield from open_streamed(item).iter_batches(batch_size=batch_rows)
 
 
 def check_embeddings(

@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clip_assets.streamed_parquet import open_streamed
+
 DATA_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string()),
@@ -134,7 +136,7 @@ def write_mappings(files: list[Path], root: Path, total_rows: int, rows_per_file
 
 def _batches(files: list[Path], columns: list[str]) -> Iterator[tuple[Path, pa.RecordBatch]]:
     for path in files:
-        parquet = pq.ParquetFile(path)
+        parquet = open_streamed(path)
         missing = set(columns) - set(parquet.schema_arrow.names)
         if missing:
             raise ReleaseError(f"{path}: missing columns {sorted(missing)}")

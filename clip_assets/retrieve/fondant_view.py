@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from clip_assets.retrieve.retrieval import read_description
 from clip_assets.retrieve.table_file import table_file
 from clip_assets.schemas import FONDANT_RETRIEVAL_SCHEMA
+from clip_assets.streamed_parquet import open_streamed
 
 
 def fondant_table(hits: pa.Table, *, text_queries: bool) -> pa.Table:
@@ -39,7 +39,7 @@ def write_fondant(hits_path: str | Path, path: str | Path) -> int:
     text_queries = read_description(hits_path)["query_set"]["kind"] == "text"
     rows = 0
     with (
-        pq.ParquetFile(hits_path) as source,
+        open_streamed(hits_path) as source,
         table_file(path, FONDANT_RETRIEVAL_SCHEMA) as write,
     ):
         for batch in source.iter_batches(columns=["query_id", "query", "rank", "url"]):

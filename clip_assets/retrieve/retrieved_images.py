@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from clip_assets.download.download_settings import DownloadSettings
 from clip_assets.download.shard_download import OnProgress, download_shard_to_file
 from clip_assets.download.summary import summarize_file
 from clip_assets.retrieve.table_file import table_file
 from clip_assets.schemas import IMAGES_SCHEMA, RETRIEVAL_SCHEMA, RETRIEVED_IMAGES_SCHEMA
+from clip_assets.streamed_parquet import open_streamed
 
 #: Hits per call of the images stage: the pipeline's partition size, which it is tuned for.
 ROWS_PER_SLICE = 50_000
@@ -44,7 +44,7 @@ def download_hits_to_file(
     """Downloads the image of every hit in ``hits_path`` into ``path`` (see the module doc)."""
     path = Path(path)
     with (
-        pq.ParquetFile(hits_path) as hits,
+        open_streamed(hits_path) as hits,
         table_file(path, RETRIEVED_IMAGES_SCHEMA) as write,
     ):
         if hits.schema_arrow.names != RETRIEVAL_SCHEMA.names:
@@ -78,7 +78,7 @@ def _downloaded(
             metadata, settings, images_path, on_progress=on_progress, row_group_rows=_ROW_GROUP_ROWS
         )
         offset = 0
-        with pq.ParquetFile(images_path) as images:
+        with open_streamed(images_path) as images:
             for batch in images.iter_batches(batch_size=_ROW_GROUP_ROWS, columns=_IMAGE_COLUMNS):
                 rows = hits.slice(offset, batch.num_rows)
                 columns = [*rows.columns, *batch.columns]

@@ -96,3 +96,28 @@ def test_a_file_is_embedded_a_batch_at_a_time_with_the_same_result(mixed, tiny_e
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert seen[-1][0] == 3 and {total for _, total in seen} == {4}  # 4 rows say ok
     assert counts.attempted == mixed.num_rows
+
+
+def test_a_file_is_streamed_without_holding_what_it_has_read(jpegs, tiny_encoder, tmp_path):
+    # pyarrow's default read cache kept every row group a stream had read until the file was
+    # closed: a 50,000-row partition's embeddings step ended up holding all its image bytes.
+    rng = np.random.default_rng(0)
+    rows: list[tuple[str, str, bytes | None]] = []
+    for group in range(40):
+        rows.append((f"ok{group}", "ok", jpegs[group % 3]))
+        rows += [(f"f{group}-{i}", "failed", rng.bytes(50_000)) for i in range(15)]
+    path = tmp_path / "images.parquet"
+    pq.write_table(
+        images_table(rows), path, row_group_size=16, compression="none", use_dictionary=False
+    )
+    baseline = pa.total_allocated_bytes()
+    held: list[int] = []
+    streamed = embed_image_file(
+        path,
+        tiny_encoder,
+        batch_rows=16,
+        on_progress=lambda *_: held.append(pa.total_allocated_bytes() - baseline),
+    )
+    assert streamed.num_rows == 40 and len(held) == 40
+    # A batch is 0.8 MB of bytes; the file is 30 MB. The cache held ~all of it by the end.
+    assert max(held) < path.stat().st_size / 6, (max(held), path.stat().st_size)
