@@ -57,6 +57,7 @@ from _rehearsal_report import (
 from _rehearsal_source import crawl_pool, pool_items, write_source
 from dagster import DagsterInstance
 
+from clip_assets.atomic_files import replacing
 from clip_assets.offline.weights import install_pretrained_standin, install_tiny_model
 
 DATASET = "rehearsal"
@@ -181,9 +182,8 @@ class RehearsalState:
         return cls(path, json.loads(path.read_text()))
 
     def save(self) -> None:
-        partial = self.path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self.data, indent=1))
-        partial.replace(self.path)
+        with replacing(self.path) as partial:
+            partial.write_text(json.dumps(self.data, indent=1))
 
     def begin_segment(self) -> dict[str, Any]:
         now = time.time()

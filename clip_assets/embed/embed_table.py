@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from clip_assets.download.summary import Counts
 from clip_assets.embed.decode import ImageDecodeError
@@ -76,7 +75,7 @@ def embed_image_file(
     partition's image bytes are never read, filtered and copied all at once; ``counts`` (when
     given) takes in every batch, for a file that lacks its stored summary."""
     parquet = open_streamed(path)
-    status = pq.read_table(path, columns=["status"])["status"]
+    status = parquet.read(columns=["status"])["status"]
     total = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
     done, parts = 0, []
     for batch in parquet.iter_batches(batch_size=batch_rows):
