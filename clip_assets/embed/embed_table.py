@@ -74,21 +74,21 @@ def embed_image_file(
     """:func:`embed_images` over an images parquet file, ``batch_rows`` rows at a time, so the
     partition's image bytes are never read, filtered and copied all at once; ``counts`` (when
     given) takes in every batch, for a file that lacks its stored summary."""
-    parquet = open_streamed(path)
-    status = parquet.read(columns=["status"])["status"]
-    total = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
-    done, parts = 0, []
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        table = pa.Table.from_batches([batch])
-        if counts is not None:
-            counts.add(table)
-        report = None
-        if on_progress is not None:
-            report = lambda n, _of, start=done: on_progress(start + n, total)  # noqa: E731
-        parts.append(embed_images(table, encoder, dtype=dtype, on_progress=report))
-        done += parts[-1].num_rows
-    if not parts:
-        return embed_images(parquet.schema_arrow.empty_table(), encoder, dtype=dtype)
+    with open_streamed(path) as parquet:
+        status = parquet.read(columns=["status"])["status"]
+        total = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
+        done, parts = 0, []
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            table = pa.Table.from_batches([batch])
+            if counts is not None:
+                counts.add(table)
+            report = None
+            if on_progress is not None:
+                report = lambda n, _of, start=done: on_progress(start + n, total)  # noqa: E731
+            parts.append(embed_images(table, encoder, dtype=dtype, on_progress=report))
+            done += parts[-1].num_rows
+        if not parts:
+            return embed_images(parquet.schema_arrow.empty_table(), encoder, dtype=dtype)
     return pa.concat_tables(parts).combine_chunks()
 
 

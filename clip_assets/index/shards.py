@@ -102,11 +102,11 @@ def iter_vectors(
     """
     first_id = 0
     for shard in shards:
-        parquet = open_streamed(shard.path)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=["embedding"]):
-            vectors = embeddings_to_numpy(batch.column(0), dim)
-            yield first_id, vectors
-            first_id += len(vectors)
+        with open_streamed(shard.path) as parquet:
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+                vectors = embeddings_to_numpy(batch.column(0), dim)
+                yield first_id, vectors
+                first_id += len(vectors)
 
 
 def gather_vectors(

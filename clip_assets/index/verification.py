@@ -46,7 +46,8 @@ def _tables(source: pa.Table | Path | Iterable[pa.Table | Path], batch_rows: int
         if isinstance(item, pa.Table):
             yield item
         else:
-            yield from open_streamed(item).iter_batches(batch_size=batch_rows)
+            with open_streamed(item) as parquet:
+                yield from parquet.iter_batches(batch_size=batch_rows)
 
 
 def check_embeddings(

@@ -92,7 +92,7 @@ class ChunkedWriter:
 
 def count_rows(files: list[Path]) -> int:
     """Rows of all ``files``, from their parquet footers."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def write_data(files: list[Path], folder: Path, total_rows: int, rows_per_file: int) -> dict:
@@ -136,12 +136,12 @@ def write_mappings(files: list[Path], root: Path, total_rows: int, rows_per_file
 
 def _batches(files: list[Path], columns: list[str]) -> Iterator[tuple[Path, pa.RecordBatch]]:
     for path in files:
-        parquet = open_streamed(path)
-        missing = set(columns) - set(parquet.schema_arrow.names)
-        if missing:
-            raise ReleaseError(f"{path}: missing columns {sorted(missing)}")
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-            yield path, batch
+        with open_streamed(path) as parquet:
+            missing = set(columns) - set(parquet.schema_arrow.names)
+            if missing:
+                raise ReleaseError(f"{path}: missing columns {sorted(missing)}")
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+                yield path, batch
 
 
 def _batch(schema: pa.Schema, *columns: pa.Array) -> pa.RecordBatch:

@@ -16,23 +16,23 @@ from clip_assets.source.slices import ShardSlice
 
 def _read_rows(path: Path, start: int, stop: int, columns: list[str]) -> pa.Table:
     """Rows ``[start, stop)`` of a parquet file, reading only the row groups that hold them."""
-    parquet = pq.ParquetFile(path)
-    if stop > parquet.metadata.num_rows:
-        raise ValueError(
-            f"{path} has {parquet.metadata.num_rows} rows; the slice wants rows up to {stop}: "
-            "the file changed since it was listed"
-        )
-    groups, first_row, offset = [], None, 0
-    for index in range(parquet.num_row_groups):
-        rows = parquet.metadata.row_group(index).num_rows
-        if offset < stop and offset + rows > start:
-            groups.append(index)
-            first_row = offset if first_row is None else first_row
-        offset += rows
-    if not groups:
-        return parquet.schema_arrow.empty_table().select(columns)
-    table = parquet.read_row_groups(groups, columns=columns)
-    return table.slice(start - first_row, stop - start)
+    with pq.ParquetFile(path) as parquet:
+        if stop > parquet.metadata.num_rows:
+            raise ValueError(
+                f"{path} has {parquet.metadata.num_rows} rows; the slice wants rows up to {stop}: "
+                "the file changed since it was listed"
+            )
+        groups, first_row, offset = [], None, 0
+        for index in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(index).num_rows
+            if offset < stop and offset + rows > start:
+                groups.append(index)
+                first_row = offset if first_row is None else first_row
+            offset += rows
+        if not groups:
+            return parquet.schema_arrow.empty_table().select(columns)
+        table = parquet.read_row_groups(groups, columns=columns)
+        return table.slice(start - first_row, stop - start)
 
 
 def _column_or_null(table: pa.Table, name: str | None, type_: pa.DataType) -> pa.Array:
@@ -60,7 +60,7 @@ def read_slice(spec: DatasetSpec, piece: ShardSlice, local_file: Path) -> pa.Tab
     columns when present). Guarantees: one output row per source row, in source order; a
     missing url column is an error naming the columns the file has.
     """
-    available = pq.ParquetFile(local_file).schema_arrow.names
+    available = pq.read_schema(local_file).names
     if spec.url_column not in available:
         raise KeyError(
             f"{spec.name}: {piece.file} has no url column {spec.url_column!r}; "
