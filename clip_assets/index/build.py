@@ -7,7 +7,11 @@ training, calibration and query samples, one to add everything while the exact n
 queries are accumulated), and two more when two-stage candidates are calibrated (finding and
 reading the anchors' neighbourhoods, :mod:`neighbourhoods`), so memory holds the index, samples
 bounded by ``max_training_vectors`` and the calibration sizes, and one batch, never a second
-copy of the vectors. Each phase is timed and reported to the ``progress`` callback.
+copy of the vectors. An HNSW graph (autofaiss's pick while float32 vectors fit the budget) that
+misses the recall target at every search effort is replaced by an IVF over the vectors, trained
+on a fresh sample and filled in one more pass: groups of identical vectors larger than a graph's
+neighbour lists cut it into islands (the same picture at many URLs), and an IVF list holds such
+a group whole. Each phase is timed and reported to the ``progress`` callback.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from clip_assets.index.shards import (
     iter_vectors,
     write_shard_list,
 )
-from clip_assets.index.two_stage import lists_of
+from clip_assets.index.two_stage import ivf_lists, lists_of
 from clip_assets.paths import INDEX_NAME, SHARD_LIST_NAME
 
 __all__ = ["EmbeddingShard", "build_index"]
@@ -101,6 +105,67 @@ def _text_queries(text_queries: np.ndarray | None, dim: int) -> np.ndarray:
     if texts.ndim != 2 or texts.shape[1] != dim:
         raise ValueError(f"text_queries must be (m, {dim}), got {texts.shape}")
     return texts
+
+
+def _train(
+    key: str, index: faiss.Index, train: np.ndarray, settings: IndexSettings, clock: PhaseClock
+) -> tuple[str, faiss.Index, CoarseLists | None]:
+    """Train ``index`` on ``train``, first splitting crowded coarse lists where ``key`` allows;
+    returns the key, the index and the split (both replaced when lists were split)."""
+    coarse: CoarseLists | None = None
+    with clock.phase("train", detail=f"{key} on {len(train)} vectors"):
+        if settings.split_lists_over and splits_lists(key):
+            coarse = train_coarse_lists(index, train, settings.split_lists_over)
+            key, index = create_split_index(key, train.shape[1], settings.metric_type, coarse)
+        index.train(train)
+    return key, index, coarse
+
+
+def _add(
+    index: faiss.Index,
+    key: str,
+    shards: Sequence[EmbeddingShard],
+    dim: int,
+    ids: range,
+    settings: IndexSettings,
+    clock: PhaseClock,
+    exact: ExactNeighbors | None,
+) -> None:
+    """One pass over the shards: add the vectors whose faiss ids are in ``ids`` and fold every
+    vector before ``ids.stop`` into ``exact`` (when given)."""
+    with clock.phase("add", total=len(ids), detail=key) as adding:
+        for first_id, vectors in iter_vectors(shards, dim, settings.batch_rows):
+            vectors = vectors[: max(0, ids.stop - first_id)]
+            if exact is not None and len(vectors):
+                exact.add(first_id, vectors)
+            if first_id + len(vectors) > ids.start:
+                new = vectors[max(0, ids.start - first_id) :]
+                index.add(new)
+                adding.advance(len(new))
+
+
+def _graph_missed_target(
+    key: str, settings: IndexSettings, measured: dict[str, Any], grown: bool
+) -> bool:
+    """Whether a fresh build of autofaiss's HNSW pick (not a key the settings force) missed the
+    tuning target at every search effort it measured."""
+    chosen = not grown and settings.index_key is None
+    return chosen and key.startswith("HNSW") and not measured["tuning"]["target_met"]
+
+
+def _rejected(key: str, params: dict[str, int], measured: dict[str, Any]) -> dict[str, Any]:
+    """What ``index_infos.json`` keeps of a built key that was set aside."""
+    k = measured["recall_k"]
+    best = max(point[f"recall@{k}"] for point in measured["tuning"]["curve"])
+    return {
+        "index_key": key,
+        "index_param": param_string(params),
+        f"recall@{k}": best,
+        "recall": {
+            name: figures for name, figures in measured["recall"].items() if name != "definition"
+        },
+        "curve": measured["tuning"]["curve"],
+    }
 
 
 def build_index(
@@ -205,12 +270,7 @@ def build_index(
     assert index is not None
     coarse: CoarseLists | None = None
     if not index.is_trained:
-        train = sample[:train_size]
-        with clock.phase("train", detail=f"{key} on {len(train)} vectors"):
-            if settings.split_lists_over and splits_lists(key):
-                coarse = train_coarse_lists(index, train, settings.split_lists_over)
-                key, index = create_split_index(key, dim, settings.metric_type, coarse)
-            index.train(train)
+        key, index, coarse = _train(key, index, sample[:train_size], settings, clock)
     del sample, gathered  # the training sample can be most of the memory budget
 
     # Pass 2: add (only the new ids when growing; not yet the held-out queries) and accumulate
@@ -220,26 +280,38 @@ def build_index(
     all_queries = np.concatenate([tune_q, eval_q, texts])
     metric = METRICS[settings.metric_type]
     exact = ExactNeighbors(all_queries, k + extra, metric) if k > 0 else None
-    with clock.phase("add", total=add_until - plan.start_id, detail=key) as adding:
-        for first_id, vectors in iter_vectors(shards, dim, settings.batch_rows):
-            vectors = vectors[: max(0, add_until - first_id)]
-            if exact is not None and len(vectors):
-                exact.add(first_id, vectors)
-            if first_id + len(vectors) > plan.start_id:
-                new = vectors[max(0, plan.start_id - first_id) :]
-                index.add(new)
-                adding.advance(len(new))
+    _add(index, key, shards, dim, range(plan.start_id, add_until), settings, clock, exact)
 
     search_params: dict[str, int] = {}
     measured: dict[str, Any] = {}
+    rejected: dict[str, Any] | None = None
     if exact is not None:  # else a single vector: nothing to recall
+        own = (None, None) if held_out else (tune_ids, eval_ids)
+        samples = {"tune": (tune_q, own[0]), "eval": (eval_q, own[1]), "text": (texts, None)}
+        truth = (exact.result(), exact.scores())
         with clock.phase("tune"):
-            own = (None, None) if held_out else (tune_ids, eval_ids)
-            samples = {"tune": (tune_q, own[0]), "eval": (eval_q, own[1]), "text": (texts, None)}
-            search_params, measured = tune_and_measure(
-                index, exact.result(), exact.scores(), samples, settings, k
+            search_params, measured = tune_and_measure(index, *truth, samples, settings, k)
+        if _graph_missed_target(key, settings, measured, plan.index is not None):
+            rejected = _rejected(key, search_params, measured)
+            del index  # the graph's memory, before the fallback's
+            key = f"IVF{ivf_lists(add_until)},Flat"
+            key_reason = (
+                f"autofaiss chose {rejected['index_key']}, whose best measured recall@{k} "
+                f"({rejected[f'recall@{k}']:.3f}) misses the target {settings.tuning_target}: "
+                "a graph fails so where a group of identical vectors (the same picture at many "
+                "URLs) outgrows its neighbour lists and links only to itself; an IVF list holds "
+                "such a group whole, so the build fell back to an IVF over the vectors themselves"
             )
-            measured["recall"]["queries_in_index"] = not held_out
+            index = create_index(key, dim, settings.metric_type)
+            fallback_train = _sample_ids(n, training_size(n, key, settings), queries, rng)
+            with clock.phase("fallback sample", detail=f"{len(fallback_train)} vectors"):
+                train = gather_vectors(shards, dim, fallback_train, settings.batch_rows)
+            key, index, coarse = _train(key, index, train, settings, clock)
+            del train
+            _add(index, key, shards, dim, range(0, add_until), settings, clock, None)
+            with clock.phase("tune"):
+                search_params, measured = tune_and_measure(index, *truth, samples, settings, k)
+        measured["recall"]["queries_in_index"] = not held_out
     if held_out:
         order = np.argsort(np.concatenate([tune_ids, eval_ids]))
         index.add(np.concatenate([tune_q, eval_q])[order])
@@ -271,6 +343,7 @@ def build_index(
         "key_reason": key_reason,
         "autofaiss_key": autofaiss_key,
         "calibrated_key": calibration.key if calibration else None,
+        "rejected_key": rejected,
         "candidates": calibration.candidates if calibration else [],
         "training_vectors": train_size if needs_training else 0,
         "coarse_lists": coarse.summary() if coarse else None,

@@ -8,7 +8,9 @@ Ours: ``format``, ``metric_type``, ``search_params``, ``recall@1``/``recall@k`` 
 queries), ``recall`` (per query set, with definitions), ``latency_ms``, ``tuning`` (target and
 curve), ``mode``/``mode_reason``, ``key_reason``, ``autofaiss_key`` (what autofaiss would have
 built, when a two-stage key replaced it) and ``candidates`` (every two-stage key measured, with
-its estimated size, pick and recall/latency curve), ``training_vectors``, ``timings_s`` and
+its estimated size, pick and recall/latency curve), ``rejected_key`` (an HNSW pick built, measured
+short of the target and replaced by an IVF over the vectors, with its recall and curve; else
+null), ``training_vectors``, ``timings_s`` and
 ``cpu_s`` per phase, ``peak_rss_bytes``, ``settings``, versions.
 """
 

@@ -55,3 +55,39 @@ def test_a_build_over_heavily_duplicated_vectors_passes_its_recall_check(tmp_pat
     assert infos["recall"]["image"]["recall@10"] >= 0.95, infos["recall"]
     passed, figures = check_recall(infos, 0.9)  # the blocking check's default threshold
     assert passed, figures
+
+
+def test_a_graph_that_copies_cut_into_islands_is_replaced_by_an_ivf_that_meets_the_target(
+    tmp_path,
+):
+    # 150 copies of each picture: more than HNSW32's 64 links a vector at its base layer, so
+    # every copy links only to copies of itself and a caption query cannot reach most pictures
+    # (R10, the million-row rehearsal: 103 copies a picture, text recall@10 0.29).
+    vectors = duplicated(pictures=100, copies=150)
+    path = tmp_path / "dups.parquet"
+    pq.write_table(embeddings_table(vectors, "d"), path)
+    captions = np.random.default_rng(9).normal(size=(100, DIM))
+    captions = (captions / np.linalg.norm(captions, axis=1, keepdims=True)).astype(np.float32)
+    shard = [EmbeddingShard("d", path)]
+
+    infos = build_index(shard, tmp_path / "index", FAST, text_queries=captions)
+
+    rejected = infos["rejected_key"]
+    assert rejected["index_key"] == "HNSW32"
+    assert rejected["recall@10"] < FAST.tuning_target, rejected
+    assert infos["index_key"].startswith("IVF") and infos["index_key"].endswith(",Flat")
+    assert "fell back" in infos["key_reason"]
+    assert infos["tuning"]["target_met"]
+    assert infos["recall"]["text"]["recall@10"] >= FAST.recall_target
+    assert infos["recall"]["image"]["recall@10"] >= FAST.recall_target
+    assert check_recall(infos, 0.9)[0]
+    index = faiss.read_index(str(tmp_path / "index" / "faiss"))
+    assert index.ntotal == len(vectors)
+    _, found = index.search(vectors[:5], 1)
+    assert np.array_equal(vectors[found[:, 0]], vectors[:5])  # faiss ids are the rows
+
+    # A key the settings force is built as asked, and its miss reported, not replaced.
+    forced = IndexSettings(**{**FAST.to_dict(), "index_key": "HNSW32"})
+    kept = build_index(shard, tmp_path / "forced", forced, text_queries=captions)
+    assert kept["index_key"] == "HNSW32" and kept["rejected_key"] is None
+    assert not kept["tuning"]["target_met"]
