@@ -102,8 +102,15 @@ def _stage_of(step_key: str) -> str:
 
 def stage_figures(runs: list[RunFacts], probe: ProcessProbe | None) -> dict[str, dict[str, float]]:
     """Per stage: rows, stage seconds, step wall and CPU seconds, rows/s, CPU-s per 1,000 rows,
-    peak run memory (MB)."""
+    peak run memory (MB), and partitions a run kept as an earlier run made them (their rows
+    count in the CPU per row, whose CPU the probe saw in that run; rows/s is over the
+    partitions whose stage seconds were recorded)."""
     out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    image_rows = {
+        key: float(metadata.get("dagster/row_count", 0))
+        for run in runs
+        for key, metadata in run.partitions.get("images", {}).items()
+    }
     for run in runs:
         for step_key, (start, end) in run.steps.items():
             stage = _stage_of(step_key)
@@ -117,12 +124,17 @@ def stage_figures(runs: list[RunFacts], probe: ProcessProbe | None) -> dict[str,
                 row["stage_s"] += end - start
         for stage, partitions in run.partitions.items():
             row = out[stage]
-            for metadata in partitions.values():
-                if stage in PARTITIONED:
+            for key, metadata in partitions.items():
+                if stage in PARTITIONED and metadata.get("kept"):
+                    # Found already made by an earlier run (one a stop ended, say): its rows
+                    # count, its stage seconds went with that run.
+                    row["partitions_kept"] += 1
+                    row["rows_in"] += image_rows.get(key, 0.0)
+                elif stage in PARTITIONED:
+                    rows = float(metadata.get("images_in", metadata.get("dagster/row_count", 0)))
                     row["stage_s"] += float(metadata.get("stage_s", 0.0))
-                    row["rows_in"] += float(
-                        metadata.get("images_in", metadata.get("dagster/row_count", 0))
-                    )
+                    row["rows_in"] += rows
+                    row["rows_timed"] += rows
                 else:
                     row["rows_in"] = float(
                         metadata.get("dagster/row_count") or metadata.get("vectors") or 0
@@ -132,7 +144,8 @@ def stage_figures(runs: list[RunFacts], probe: ProcessProbe | None) -> dict[str,
                 )
     for row in out.values():
         rows = row.get("rows_in", 0.0)
-        row["rows_per_s"] = rows / row["stage_s"] if row.get("stage_s") else 0.0
+        timed = row.pop("rows_timed", rows)
+        row["rows_per_s"] = timed / row["stage_s"] if row.get("stage_s") else 0.0
         row["cpu_s_per_1000_rows"] = 1000 * row["cpu_s"] / rows if rows else 0.0
     return {stage: {k: round(v, 3) for k, v in row.items()} for stage, row in out.items()}
 
