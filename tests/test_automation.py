@@ -103,3 +103,58 @@ def test_a_wave_rebuilds_index_mapping_and_release_once_after_it(
     assert built.success
     settled = evaluate_automation_conditions(defs, instance, cursor=after.cursor)
     assert settled.total_requested == 0, _requested(settled, graph)
+
+
+def test_a_run_waiting_for_its_automatic_retry_holds_the_rebuild(
+    tmp_path: Path, tiny_model_name: str, make_resources
+) -> None:
+    """R10: a run ended by a stop was marked failed, and before its retry was created the rebuild
+    sensor built the index over part of the wave. The failed run here is real (its embeddings
+    step cannot load its model); the retry is what the run-retry daemon does: a new run of the
+    same partition, recorded on the failed one."""
+    routes = {f"/img/{i}.jpg": image(images.jpeg(96, 80, seed=i)) for i in range(4)}
+    with ImageServer(routes) as server:
+        rows = [SampleRow(url=server.url(path), text=path) for path in sorted(routes)]
+        write_datacomp_shard(tmp_path / "source", rows)
+        spec = DatasetSpec(
+            name="retried",
+            source=str(tmp_path / "source"),
+            rows_per_partition=2,
+            allowed_hosts=("127.0.0.1",),
+        )
+        graph = DatasetGraph(spec)
+        resources = make_resources(tmp_path / "data", tiny_model_name)
+        assets = list(dataset_definitions(graph).assets)
+        defs = Definitions(assets=assets, resources=resources)
+        instance = DagsterInstance.ephemeral(
+            settings={"run_retries": {"enabled": True, "retry_on_asset_or_op_failure": True}}
+        )
+        first, second = discover(spec, resources, instance).add
+        baseline = evaluate_automation_conditions(defs, instance)
+
+        def run(partition: str, model: str, tags: dict[str, str] | None = None):
+            return materialize(
+                assets,
+                instance=instance,
+                resources=make_resources(tmp_path / "data", model),
+                selection=graph.keys(PARTITIONED_STAGES),
+                partition_key=partition,
+                tags=tags,
+                raise_on_error=False,
+            )
+
+        assert run(first, tiny_model_name).success
+        failed = run(
+            second, "local-dir:" + str(tmp_path / "no-model"), {"dagster/max_retries": "1"}
+        )
+        assert not failed.success
+        assert instance.get_run_by_id(failed.run_id).is_complete_and_waiting_to_retry
+
+        waiting = evaluate_automation_conditions(defs, instance, cursor=baseline.cursor)
+        assert waiting.total_requested == 0, _requested(waiting, graph)
+
+        retry = run(second, tiny_model_name)
+        assert retry.success
+        instance.add_run_tags(failed.run_id, {"dagster/auto_retry_run_id": retry.run_id})
+    after = evaluate_automation_conditions(defs, instance, cursor=waiting.cursor)
+    assert _requested(after, graph) == set(graph.keys(WHOLE_DATASET_STAGES))

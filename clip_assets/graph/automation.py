@@ -9,7 +9,9 @@ A wave of partition updates (a backfill, the discovery sensor's runs) rebuilds `
   counts until each of its partitions is done, so the gate holds for the whole wave. Unlike
   ``eager()`` it does not wait for every partition to exist: partitions keep arriving, and
   one that failed for good must not hold the index back (the asset decides how many may be
-  missing).
+  missing). A run that failed and waits for its automatic retry holds the gate too
+  (``retry_gate``): Dagster counts its partitions in progress neither before the retry is
+  launched nor in the backfill.
 - ``id_mapping`` and ``hf_release`` follow only the whole-dataset assets above them. They are
   requested on the same tick as the index (``will_be_requested``), so all three share one run.
   ``id_mapping`` also reads the metadata, but a new metadata partition is not a reason to
@@ -30,7 +32,8 @@ from dagster import (
     DefaultSensorStatus,
 )
 
-from clip_assets.graph.dataset_graph import WHOLE_DATASET_STAGES, DatasetGraph
+from clip_assets.graph.dataset_graph import PARTITIONED_STAGES, WHOLE_DATASET_STAGES, DatasetGraph
+from clip_assets.graph.retry_gate import AwaitingRetry
 
 #: Tag of every run that builds a dataset's whole-dataset assets; its value is the dataset.
 INDEX_BUILD_TAG = "clip_assets/index_build"
@@ -51,6 +54,7 @@ def rebuild_condition(graph: DatasetGraph, stage: str) -> AutomationCondition:
         updated.since_last_handled()
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
+        & ~AwaitingRetry(frozenset(graph.keys(PARTITIONED_STAGES)))
     ).with_label("rebuild_after_inputs_settle")
 
 
@@ -67,6 +71,7 @@ def build_rebuild_sensor(graph: DatasetGraph) -> AutomationConditionSensorDefini
         run_tags={INDEX_BUILD_TAG: graph.name},
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=EVALUATION_INTERVAL_S,
+        use_user_code_server=True,  # AwaitingRetry is Python the daemon cannot deserialize
         description=f"Rebuilds {graph.name}'s index, id mapping and release once a wave of "
         "embeddings updates has settled.",
     )
