@@ -206,9 +206,10 @@ class RehearsalState:
         return total
 
     def stopped(self, run: RunFacts) -> bool:
-        """Whether ``run`` ended (or would have gone on) only because a segment stopped: it
-        ended between a stop and a few minutes into the next segment (run monitoring marks a
-        dead worker's run failed), or it had not ended when the last segment stopped."""
+        """Whether ``run`` ended (or would have gone on) only because a segment stopped: it was
+        created before a stop and ended between that stop and a few minutes into the next
+        segment (run monitoring marks a dead worker's run failed), or it had not ended when the
+        last segment stopped."""
         segments = self.data["segments"]
         if run.status == "SUCCESS":
             return False
@@ -216,7 +217,8 @@ class RehearsalState:
         if ended is None:
             return True
         for before, after in itertools.pairwise(segments):
-            if before.get("end", before["seen"]) - 5 <= ended <= after["start"] + 900:
+            stop = before.get("end", before["seen"])
+            if run.times["created"] < stop and stop - 5 <= ended <= after["start"] + 900:
                 return True
         return False
 
