@@ -33,6 +33,23 @@ def _materialized(instance: DagsterInstance, key: AssetKey, partitions: list[str
     return set(partitions) <= done
 
 
+def _dataset(
+    tmp_path: Path, name: str, server: ImageServer, routes: dict, resources: dict
+) -> tuple[DatasetSpec, DatasetGraph, list, Definitions]:
+    """A DataComp-schema source of one row per route, two rows a partition, and its graph."""
+    rows = [SampleRow(url=server.url(path), text=path) for path in sorted(routes)]
+    write_datacomp_shard(tmp_path / "source", rows)
+    spec = DatasetSpec(
+        name=name,
+        source=str(tmp_path / "source"),
+        rows_per_partition=2,
+        allowed_hosts=("127.0.0.1",),
+    )
+    graph = DatasetGraph(spec)
+    assets = list(dataset_definitions(graph).assets)
+    return spec, graph, assets, Definitions(assets=assets, resources=resources)
+
+
 def _requested(result, graph: DatasetGraph) -> set[AssetKey]:
     """The assets requested on one tick: unpartitioned ones requested together share a run."""
     stages = PARTITIONED_STAGES + WHOLE_DATASET_STAGES
@@ -46,18 +63,8 @@ def test_a_wave_rebuilds_index_mapping_and_release_once_after_it(
     routes = {f"/img/{i}.jpg": image(images.jpeg(96, 80, seed=i)) for i in range(3)}
     routes["/img/3.jpg"] = held(image(images.jpeg(96, 80, seed=3)), release)
     with ImageServer(routes) as server:
-        rows = [SampleRow(url=server.url(path), text=path) for path in sorted(routes)]
-        write_datacomp_shard(tmp_path / "source", rows)
-        spec = DatasetSpec(
-            name="wave",
-            source=str(tmp_path / "source"),
-            rows_per_partition=2,
-            allowed_hosts=("127.0.0.1",),
-        )
-        graph = DatasetGraph(spec)
         resources = make_resources(tmp_path / "data", tiny_model_name)
-        assets = list(dataset_definitions(graph).assets)
-        defs = Definitions(assets=assets, resources=resources)
+        spec, graph, assets, defs = _dataset(tmp_path, "wave", server, routes, resources)
         instance = DagsterInstance.ephemeral()
         keys = discover(spec, resources, instance).add
         assert len(keys) == 2
@@ -114,18 +121,8 @@ def test_a_run_waiting_for_its_automatic_retry_holds_the_rebuild(
     same partition, recorded on the failed one."""
     routes = {f"/img/{i}.jpg": image(images.jpeg(96, 80, seed=i)) for i in range(4)}
     with ImageServer(routes) as server:
-        rows = [SampleRow(url=server.url(path), text=path) for path in sorted(routes)]
-        write_datacomp_shard(tmp_path / "source", rows)
-        spec = DatasetSpec(
-            name="retried",
-            source=str(tmp_path / "source"),
-            rows_per_partition=2,
-            allowed_hosts=("127.0.0.1",),
-        )
-        graph = DatasetGraph(spec)
         resources = make_resources(tmp_path / "data", tiny_model_name)
-        assets = list(dataset_definitions(graph).assets)
-        defs = Definitions(assets=assets, resources=resources)
+        spec, graph, assets, defs = _dataset(tmp_path, "retried", server, routes, resources)
         instance = DagsterInstance.ephemeral(
             settings={"run_retries": {"enabled": True, "retry_on_asset_or_op_failure": True}}
         )
