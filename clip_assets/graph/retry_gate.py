@@ -19,8 +19,6 @@ from dagster import (
     AutomationCondition,
     AutomationContext,
     AutomationResult,
-    DagsterEventType,
-    DagsterInstance,
     DagsterRunStatus,
     RunsFilter,
 )
@@ -29,14 +27,6 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 #: How far back a failed run is looked for: the retry daemon launches a retry within seconds,
 #: so a run still waiting after this long waits for a daemon that is not running.
 LOOKBACK = datetime.timedelta(hours=6)
-
-
-def _planned(instance: DagsterInstance, run_id: str) -> set[AssetKey]:
-    """The assets a run planned to materialize (its selection is empty for in-process runs)."""
-    records = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
-    ).records
-    return {record.event_log_entry.dagster_event.asset_key for record in records}
 
 
 class AwaitingRetry(AutomationCondition[AssetKey]):
@@ -62,6 +52,9 @@ class AwaitingRetry(AutomationCondition[AssetKey]):
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         instance = context.asset_graph_view.instance
+        # Dagster's own answer, as its backfills use it: the run's selection, else its plan
+        # snapshot, else its planned events; cached for the tick.
+        queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
         failed = instance.get_runs(
             RunsFilter(
                 statuses=[DagsterRunStatus.FAILURE],
@@ -70,7 +63,8 @@ class AwaitingRetry(AutomationCondition[AssetKey]):
             )
         )
         waiting = any(
-            run.is_complete_and_waiting_to_retry and self._upstream & _planned(instance, run.run_id)
+            run.is_complete_and_waiting_to_retry
+            and self._upstream & queryer.get_planned_materializations_for_run(run.run_id)
             for run in failed
         )
         true_subset = context.candidate_subset if waiting else context.get_empty_subset()
