@@ -331,8 +331,11 @@ def test_the_release_shows_the_report_in_the_ui(built) -> None:
     a small PNG inline whose success panel has one bar per partition."""
     graph = DatasetGraph(built["spec"])
     event = built["instance"].get_latest_materialization_event(graph.key("hf_release"))
-    report = event.asset_materialization.metadata["report"]
+    metadata = event.asset_materialization.metadata
+    report = metadata["report"]
     assert isinstance(report, MarkdownMetadataValue)
+    released = pq.read_table(built["root"] / "release" / "data").num_rows
+    assert metadata["dagster/row_count"].value == released > 0
     inline = report.value.split("](data:image/png;base64,", 1)[1].split(")", 1)[0]
     png = base64.b64decode(inline, validate=True)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(report.value) < 200_000

@@ -114,7 +114,7 @@ def build_hf_release_asset(graph: DatasetGraph) -> AssetsDefinition:
             metadata={
                 "report": report,
                 "files": len(summary["files"]),
-                "rows": summary.get("rows"),
+                "dagster/row_count": summary["rows"],
                 "bytes": summary.get("bytes"),
                 "success_rate": counts["success_rate"],
                 "published": bool(published),
