@@ -150,6 +150,6 @@ def test_the_code_location_loads_the_good_entries_and_reports_the_bad(
     assert good.key("faiss_index").to_user_string() in keys
     assert not any(key.startswith("bad/") for key in keys)
     with build_sensor_context() as context:
-        skip = location.get_sensor_def(REGISTRY_SENSOR_NAME)(context)
+        skip = location.resolve_sensor_def(REGISTRY_SENSOR_NAME)(context)
     assert "dataset bad, source" in skip.skip_message
     assert "dataset bad, rows_per_partition" in skip.skip_message

@@ -38,7 +38,7 @@ def _rows(n: int, offset: int) -> list[SampleRow]:
 
 def _tick(defs, name: str, instance: DagsterInstance, resources: dict):
     """One sensor evaluation, with its partition additions applied as the daemon would."""
-    sensor = defs.get_sensor_def(name)
+    sensor = defs.resolve_sensor_def(name)
     with build_sensor_context(instance=instance, resources=resources) as context:
         result = sensor(context)
     if isinstance(result, SensorResult):
